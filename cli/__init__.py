@@ -1,0 +1,1 @@
+"""Command-line entry points: ``cos`` (serve, migrate, version)."""

@@ -1,0 +1,88 @@
+"""``cos``: run the runtime (serve), apply the schema (migrate), print the version."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+
+import cos
+from cli.settings_help import settings_table
+from cos.settings import SettingsError, load_database_settings, load_settings
+
+app = typer.Typer(
+    help="Chief-of-State-compatible event-sourcing runtime on Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+log = logging.getLogger("cos")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"cos: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(cos.__version__)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (COS_DB_*; embedded server when COS_DB_HOST is unset)."""
+    from cos.journal.database import resolve_target
+    from cos.journal.migrate import migrate as run_migrations
+
+    try:
+        db = load_database_settings()
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    target, embedded = resolve_target(db)
+    try:
+        asyncio.run(run_migrations(target))
+        typer.echo(f"schema {target.schema!r} is up to date")
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@app.command(
+    epilog="Settings (environment variables):\n\n" + settings_table().replace("\n", "\n\n")
+)
+def serve(
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join ('auto' for a local `ray start`); overrides COS_RAY_ADDRESS."
+        ),
+    ] = None,
+) -> None:
+    """Run the runtime: migrate, start Ray hosts, serve gRPC on COS_PORT until SIGTERM."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    from cli.serve import run
+
+    sys.exit(run(settings, address or settings.ray_address, _stop_event()))
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,56 @@
+"""The ``cos serve`` driver: database, migrations, Ray, hosts, then wait for a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import ray
+
+from cos.journal.database import resolve_target
+from cos.journal.migrate import migrate
+from cos.settings import CosSettings
+from cos.sharding.deploy import NAMESPACE, start_runtime
+
+log = logging.getLogger("cos.serve")
+
+_HEALTH_INTERVAL = 5.0
+
+
+def run(settings: CosSettings, ray_address: str | None, stop: threading.Event) -> int:
+    """Serve until ``stop`` is set (exit 0) or a host dies (exit 1)."""
+    target, embedded = resolve_target(settings.db)
+    try:
+        asyncio.run(migrate(target))
+        log.info("schema %r migrated", target.schema)
+        ray.init(
+            address=ray_address,
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            configure_logging=False,
+        )
+        runtime = start_runtime(settings, target)
+        try:
+            for host_id, bound in runtime.addresses.items():
+                log.info("%s listening on %s (%d shards)", host_id, bound, settings.num_shards)
+            return _wait(runtime.hosts, stop)
+        finally:
+            log.info("shutting down: draining hosts")
+            runtime.stop()
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _wait(hosts: dict[str, object], stop: threading.Event) -> int:
+    while not stop.wait(_HEALTH_INTERVAL):
+        try:
+            ray.get([h.ping.remote() for h in hosts.values()], timeout=30)  # type: ignore[attr-defined]
+        except Exception as exc:
+            log.error("a shard host stopped answering: %s", exc)
+            return 1
+    return 0

@@ -1,0 +1,185 @@
+"""The journal in PostgreSQL, through asyncpg. The only journal module that imports asyncpg."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from cos.errors import ConflictError, FencedError, JournalUnavailableError
+from cos.journal.database import DatabaseTarget
+from cos.journal.store import EntityAppend, Recovered, StoredEvent
+
+# Positions come from the lease row. The UPDATE both checks the epoch (fencing)
+# and takes the row lock, which is held until COMMIT: the next transaction of
+# the shard cannot get positions before this one is visible, so positions are
+# gap-free and in commit order, which read sides rely on.
+_TAKE_POSITIONS = """
+UPDATE cos_shard_leases SET last_position = last_position + $3
+WHERE shard = $1 AND epoch = $2
+RETURNING last_position
+"""
+_INSERT_EVENTS = """
+INSERT INTO cos_journal (shard, position, entity_id, revision, event_type, created_at, payload)
+SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[],
+                         $6::timestamptz[], $7::bytea[])
+"""
+_INSERT_SNAPSHOT = """
+INSERT INTO cos_snapshots (entity_id, revision, created_at, payload)
+VALUES ($1, $2, now(), $3)
+ON CONFLICT (entity_id, revision) DO UPDATE SET payload = EXCLUDED.payload
+"""
+_TRIM_SNAPSHOTS = """
+DELETE FROM cos_snapshots WHERE entity_id = $1 AND revision <= (
+    SELECT revision FROM cos_snapshots WHERE entity_id = $1
+    ORDER BY revision DESC OFFSET $2 LIMIT 1)
+"""
+_MARK_DELETED = """
+UPDATE cos_journal SET deleted = true
+WHERE entity_id = $1 AND NOT deleted AND revision < (
+    SELECT min(revision) FROM cos_snapshots WHERE entity_id = $1)
+"""
+_ACQUIRE = """
+INSERT INTO cos_shard_leases (shard, owner, epoch)
+SELECT shard, $2, 1 FROM unnest($1::int[]) AS shard
+ON CONFLICT (shard) DO UPDATE
+SET owner = EXCLUDED.owner, epoch = cos_shard_leases.epoch + 1, acquired_at = now()
+RETURNING shard, epoch
+"""
+_LATEST = """
+(SELECT revision, 'event' AS kind, payload FROM cos_journal
+ WHERE entity_id = $1 AND NOT deleted ORDER BY revision DESC LIMIT 1)
+UNION ALL
+(SELECT revision, 'snapshot' AS kind, payload FROM cos_snapshots
+ WHERE entity_id = $1 ORDER BY revision DESC LIMIT 1)
+ORDER BY revision DESC, kind LIMIT 1
+"""
+_READ_SHARD = """
+SELECT shard, position, entity_id, revision, event_type, created_at, payload
+FROM cos_journal WHERE shard = $1 AND position > $2 ORDER BY position LIMIT $3
+"""
+
+_TRANSIENT = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+
+
+class PostgresJournalStore:
+    """:class:`cos.journal.store.JournalStore` on a PostgreSQL schema migrated by alembic."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        snapshots_to_retain: int = 2,
+        logical_deletion: bool = False,
+    ) -> None:
+        self._pool = pool
+        self._retain = snapshots_to_retain
+        self._logical_deletion = logical_deletion
+
+    @classmethod
+    async def connect(
+        cls,
+        target: DatabaseTarget,
+        max_size: int = 20,
+        snapshots_to_retain: int = 2,
+        logical_deletion: bool = False,
+    ) -> PostgresJournalStore:
+        """Open a connection pool to ``target``."""
+        try:
+            pool = await asyncpg.create_pool(
+                **target.connect_kwargs(), min_size=1, max_size=max_size
+            )
+        except _TRANSIENT as exc:
+            raise JournalUnavailableError(f"cannot reach the journal database: {exc}") from exc
+        return cls(pool, snapshots_to_retain, logical_deletion)
+
+    async def acquire_shards(self, shards: Sequence[int], owner: str) -> dict[int, int]:
+        """Take each shard's lease for ``owner`` with a higher epoch than any before."""
+        try:
+            rows = await self._pool.fetch(_ACQUIRE, list(shards), owner)
+        except _TRANSIENT as exc:
+            raise JournalUnavailableError(f"cannot take shard leases: {exc}") from exc
+        return {int(row["shard"]): int(row["epoch"]) for row in rows}
+
+    async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> None:
+        """Write the whole batch in one transaction, fenced by the shard's epoch."""
+        count = sum(len(item.events) for item in batch)
+        if count == 0:
+            return
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                last = await conn.fetchval(_TAKE_POSITIONS, shard, epoch, count)
+                if last is None:
+                    raise FencedError(
+                        f"shard {shard}: lease epoch {epoch} is stale; another host owns it"
+                    )
+                await conn.execute(_INSERT_EVENTS, shard, *_columns(batch, last - count + 1))
+                await self._write_snapshots(conn, batch)
+        except asyncpg.UniqueViolationError as exc:
+            raise ConflictError(f"shard {shard}: a revision already exists: {exc}") from exc
+        except _TRANSIENT as exc:
+            raise JournalUnavailableError(f"journal write failed: {exc}") from exc
+
+    async def _write_snapshots(
+        self, conn: asyncpg.Connection, batch: Sequence[EntityAppend]
+    ) -> None:
+        for item in batch:
+            if item.snapshot is None:
+                continue
+            snap = item.snapshot
+            await conn.execute(_INSERT_SNAPSHOT, item.entity_id, snap.revision, snap.payload)
+            await conn.execute(_TRIM_SNAPSHOTS, item.entity_id, self._retain)
+            if self._logical_deletion:
+                await conn.execute(_MARK_DELETED, item.entity_id)
+
+    async def latest(self, entity_id: str) -> Recovered | None:
+        """The newest event or snapshot of the entity: one indexed row, never the history."""
+        try:
+            row = await self._pool.fetchrow(_LATEST, entity_id)
+        except _TRANSIENT as exc:
+            raise JournalUnavailableError(f"cannot read entity {entity_id!r}: {exc}") from exc
+        if row is None:
+            return None
+        return Recovered(int(row["revision"]), row["kind"], bytes(row["payload"]))
+
+    async def read_shard(self, shard: int, after: int, limit: int) -> list[StoredEvent]:
+        """Events of ``shard`` after position ``after``, in position order."""
+        try:
+            rows = await self._pool.fetch(_READ_SHARD, shard, after, limit)
+        except _TRANSIENT as exc:
+            raise JournalUnavailableError(f"cannot read shard {shard}: {exc}") from exc
+        return [
+            StoredEvent(
+                shard=int(row["shard"]),
+                position=int(row["position"]),
+                entity_id=row["entity_id"],
+                revision=int(row["revision"]),
+                event_type=row["event_type"],
+                created_at=row["created_at"],
+                payload=bytes(row["payload"]),
+            )
+            for row in rows
+        ]
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._pool.close()
+
+
+def _columns(
+    batch: Sequence[EntityAppend], first_position: int
+) -> tuple[list[int], list[str], list[int], list[str], list[object], list[bytes]]:
+    positions: list[int] = []
+    entity_ids: list[str] = []
+    revisions: list[int] = []
+    types: list[str] = []
+    dates: list[object] = []
+    payloads: list[bytes] = []
+    for item in batch:
+        for event in item.events:
+            positions.append(first_position + len(positions))
+            entity_ids.append(item.entity_id)
+            revisions.append(event.revision)
+            types.append(event.event_type)
+            dates.append(event.created_at)
+            payloads.append(event.payload)
+    return positions, entity_ids, revisions, types, dates, payloads

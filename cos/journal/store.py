@@ -1,0 +1,88 @@
+"""The journal contract: what a shard needs from durable storage.
+
+Every implementation is held to the same tests (tests/integration/test_journal_contract.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """One event to append: ``payload`` is the serialized ``EventWrapper``."""
+
+    revision: int
+    event_type: str
+    created_at: datetime
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class NewSnapshot:
+    """A snapshot to store with an append: ``payload`` is the serialized ``StateWrapper``."""
+
+    revision: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class EntityAppend:
+    """The events one command produced for one entity, written atomically."""
+
+    entity_id: str
+    events: Sequence[NewEvent]
+    snapshot: NewSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as it sits in the journal, with its shard position."""
+
+    shard: int
+    position: int
+    entity_id: str
+    revision: int
+    event_type: str
+    created_at: datetime
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """The newest record of an entity: its last event or its last snapshot."""
+
+    revision: int
+    kind: Literal["event", "snapshot"]
+    payload: bytes
+
+
+class JournalStore(Protocol):
+    """Durable storage of events, snapshots and shard leases."""
+
+    async def acquire_shards(self, shards: Sequence[int], owner: str) -> dict[int, int]:
+        """Take the lease of each shard for ``owner``; returns each shard's new epoch."""
+        ...
+
+    async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> None:
+        """Write every append of ``batch`` in one transaction, or none of them.
+
+        Raises FencedError when ``epoch`` is no longer the shard's epoch and
+        ConflictError when an ``(entity_id, revision)`` already exists.
+        """
+        ...
+
+    async def latest(self, entity_id: str) -> Recovered | None:
+        """The newest event or snapshot of an entity, or None for a new entity."""
+        ...
+
+    async def read_shard(self, shard: int, after: int, limit: int) -> list[StoredEvent]:
+        """Events of a shard with position greater than ``after``, in position order."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

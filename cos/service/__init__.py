@@ -1,0 +1,1 @@
+"""gRPC servicers: translate protos to domain calls and errors to status codes."""

@@ -1,0 +1,70 @@
+"""``chief_of_state.v1.ChiefOfStateService``: ProcessCommand and GetState."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import grpc
+
+from chief_of_state.v1 import service_pb2, service_pb2_grpc
+from cos.errors import CosError, HandlerCallError, InvalidRequestError, NotFoundError
+from cos.sharding.entity import EntityState
+from cos.sharding.shard import Shard
+
+log = logging.getLogger(__name__)
+
+
+class Router(Protocol):
+    """Finds the shard that serves an entity."""
+
+    def route(self, entity_id: str) -> Shard: ...
+
+
+class ChiefOfStateServicer(service_pb2_grpc.ChiefOfStateServiceServicer):
+    """Validates requests, routes them to their shard and maps errors to statuses."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    async def ProcessCommand(
+        self, request: service_pb2.ProcessCommandRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.ProcessCommandResponse:
+        try:
+            _require_entity_id(request.entity_id)
+            if not request.HasField("command") or not request.command.type_url:
+                raise InvalidRequestError("command is required")
+            metadata = [(m.key, m.value) for m in context.invocation_metadata() or ()]
+            shard = self._router.route(request.entity_id)
+            result = await shard.process_command(request.entity_id, request.command, metadata)
+        except Exception as exc:
+            await _abort(context, exc, "ProcessCommand")
+        return service_pb2.ProcessCommandResponse(state=result.state, meta=result.meta)
+
+    async def GetState(
+        self, request: service_pb2.GetStateRequest, context: grpc.aio.ServicerContext
+    ) -> service_pb2.GetStateResponse:
+        try:
+            _require_entity_id(request.entity_id)
+            result: EntityState = await self._router.route(request.entity_id).get_state(
+                request.entity_id
+            )
+            if result.revision == 0:
+                raise NotFoundError(f"entity {request.entity_id!r} not found")
+        except Exception as exc:
+            await _abort(context, exc, "GetState")
+        return service_pb2.GetStateResponse(state=result.state, meta=result.meta)
+
+
+def _require_entity_id(entity_id: str) -> None:
+    if not entity_id:
+        raise InvalidRequestError("entity_id must not be empty")
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+    if isinstance(exc, HandlerCallError):
+        await context.abort(exc.code, str(exc), trailing_metadata=exc.trailing_metadata)
+    if isinstance(exc, CosError):
+        await context.abort(exc.code, str(exc))
+    log.exception("%s failed", method)
+    await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,1 @@
+"""Entity sharding: routing, entities, shards, hosts and the coordinator."""

@@ -1,0 +1,163 @@
+"""A shard: its entities' mailboxes and cache, the write handler calls and the journal writer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from google.protobuf import any_pb2
+
+from cos.journal.store import JournalStore
+from cos.journal.writer import GroupCommitWriter
+from cos.settings import CosSettings
+from cos.sharding import entity as logic
+from cos.sharding.entity import EntityState, Metadata
+from cos.writeside.client import WriteHandlerClient
+
+# The W3C trace context always reaches the handler, whatever is configured.
+TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
+
+
+@dataclass
+class _Entity:
+    """An entity in memory: its mailbox (a FIFO lock) and its last known state."""
+
+    entity_id: str
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    current: EntityState | None = None
+    last_used: float = 0.0
+    busy: int = 0
+
+
+class Shard:
+    """Serves the entities of one shard: serial per entity, concurrent across entities."""
+
+    def __init__(
+        self,
+        number: int,
+        epoch: int,
+        store: JournalStore,
+        handler: WriteHandlerClient,
+        settings: CosSettings,
+        cache_size: int,
+    ) -> None:
+        self.number = number
+        self._store = store
+        self._handler = handler
+        self._settings = settings
+        self._cache_size = cache_size
+        self._entities: OrderedDict[str, _Entity] = OrderedDict()
+        self._writer = GroupCommitWriter(store, number, epoch, settings.journal_max_batch)
+        self._propagated = (*settings.write_side_propagated_headers, *TRACE_HEADERS)
+        self._snapshot_every = None if settings.disable_snapshot else settings.snapshot_frequency
+
+    @property
+    def epoch(self) -> int:
+        return self._writer.epoch
+
+    @property
+    def active_entities(self) -> int:
+        return len(self._entities)
+
+    async def process_command(
+        self, entity_id: str, command: any_pb2.Any, metadata: Metadata
+    ) -> EntityState:
+        """Run ``command`` in the entity's mailbox; returns the state after it."""
+        entity = self._checkout(entity_id)
+        try:
+            # Shielded: a caller that goes away must not cut a command between
+            # its journal commit and the cache update.
+            return await asyncio.shield(self._run(entity, command, metadata))
+        finally:
+            self._release(entity)
+
+    async def get_state(self, entity_id: str) -> EntityState:
+        """The entity's state after its last committed command."""
+        entity = self._checkout(entity_id)
+        try:
+            if entity.current is not None:
+                return entity.current
+            async with entity.lock:
+                return await self._load(entity)
+        finally:
+            self._release(entity)
+
+    async def _run(self, entity: _Entity, command: any_pb2.Any, metadata: Metadata) -> EntityState:
+        async with entity.lock:
+            current = await self._load(entity)
+            return await self._apply(entity, current, command, metadata)
+
+    async def _apply(
+        self, entity: _Entity, current: EntityState, command: any_pb2.Any, metadata: Metadata
+    ) -> EntityState:
+        forward = logic.select_headers(metadata, self._propagated)
+        reply = await self._handler.handle_command(command, current.state, current.meta, forward)
+        events = logic.events_of(reply)
+        if not events:
+            return current
+        settings = self._settings
+        if settings.write_side_proto_validation:
+            logic.check_types(events, settings.write_side_event_protos, "event")
+        headers = logic.to_headers(logic.select_headers(metadata, settings.write_persisted_headers))
+        now = datetime.now(timezone.utc)
+        state, wrappers = current.state, []
+        for offset, event in enumerate(events, start=1):
+            meta = logic.event_meta(entity.entity_id, current.revision + offset, now, headers)
+            result = await self._handler.handle_event(event, state, meta, forward)
+            state = logic.require_state(result, event)
+            wrappers.append(logic.wrap_event(event, state, meta))
+        if settings.write_side_proto_validation:
+            logic.check_types([state], settings.write_side_state_protos, "state")
+        append = logic.build_append(
+            entity.entity_id, current.revision, wrappers, self._snapshot_every
+        )
+        try:
+            await self._writer.write(append)
+        except BaseException:
+            entity.current = None  # the commit may or may not have happened
+            raise
+        entity.current = EntityState(state, wrappers[-1].meta)
+        return entity.current
+
+    async def _load(self, entity: _Entity) -> EntityState:
+        if entity.current is None:
+            record = await self._store.latest(entity.entity_id)
+            entity.current = logic.recovered_state(entity.entity_id, record)
+        return entity.current
+
+    def _checkout(self, entity_id: str) -> _Entity:
+        entity = self._entities.get(entity_id)
+        if entity is None:
+            entity = self._entities[entity_id] = _Entity(entity_id)
+            self._evict_overflow()
+        else:
+            self._entities.move_to_end(entity_id)
+        entity.busy += 1
+        return entity
+
+    def _release(self, entity: _Entity) -> None:
+        entity.busy -= 1
+        entity.last_used = time.monotonic()
+
+    def _evict_overflow(self) -> None:
+        excess = len(self._entities) - self._cache_size
+        for entity_id in [e.entity_id for e in self._entities.values() if not e.busy][:excess]:
+            del self._entities[entity_id]
+
+    def passivate(self, idle_seconds: float, now: float | None = None) -> int:
+        """Drop entities unused for ``idle_seconds``; returns how many left memory."""
+        deadline = (time.monotonic() if now is None else now) - idle_seconds
+        idle = [
+            e.entity_id for e in self._entities.values() if not e.busy and e.last_used < deadline
+        ]
+        for entity_id in idle:
+            del self._entities[entity_id]
+        return len(idle)
+
+    def entity_ids(self) -> Sequence[str]:
+        """Ids of the entities in memory, least recently used first."""
+        return list(self._entities)

@@ -1,0 +1,1 @@
+"""Calls to the application's write handler."""

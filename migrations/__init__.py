@@ -1,0 +1,1 @@
+"""Alembic migrations of the runtime's schema (the only place tables are defined)."""

@@ -1,0 +1,287 @@
+"""Tests of examples/bank: the pure domain rules, the client's formatting, and the
+write handler served from a subprocess over a real gRPC channel."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import select
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import grpc
+import pytest
+from google.protobuf import any_pb2, empty_pb2, message
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from chief_of_state.v1 import common_pb2, writeside_pb2, writeside_pb2_grpc
+
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "bank"
+STARTUP_TIMEOUT_SECONDS = 30.0
+CALL_TIMEOUT_SECONDS = 10.0
+
+
+def _load(name: str) -> ModuleType:
+    # Loaded under unique names so the example's plain module names (domain, client)
+    # never shadow anything else in the test session.
+    spec = importlib.util.spec_from_file_location(f"bank_example_{name}", EXAMPLE_DIR / name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+domain = _load("domain.py")
+client = _load("client.py")  # puts examples/bank/gen on sys.path, so bank.v1 imports below
+from bank.v1 import bank_pb2  # noqa: E402
+
+ALICE = domain.Account(account_id="acc-1", owner="alice", balance=1_000)
+
+
+# ---- domain.decide ----
+
+
+def test_open_new_account_emits_account_opened() -> None:
+    events = domain.decide(None, domain.OpenAccount(owner="alice", initial_balance=250))
+    assert events == [domain.AccountOpened(owner="alice", balance=250)]
+
+
+def test_open_defaults_to_zero_balance() -> None:
+    assert domain.decide(None, domain.OpenAccount(owner="bob")) == [
+        domain.AccountOpened(owner="bob", balance=0)
+    ]
+
+
+def test_open_existing_account_is_rejected() -> None:
+    with pytest.raises(domain.AccountAlreadyOpenError):
+        domain.decide(ALICE, domain.OpenAccount(owner="mallory"))
+
+
+def test_open_with_negative_balance_is_invalid() -> None:
+    with pytest.raises(domain.InvalidCommandError):
+        domain.decide(None, domain.OpenAccount(owner="alice", initial_balance=-1))
+
+
+def test_deposit_emits_money_deposited() -> None:
+    assert domain.decide(ALICE, domain.Deposit(amount=50)) == [domain.MoneyDeposited(amount=50)]
+
+
+def test_withdraw_within_balance_emits_money_withdrawn() -> None:
+    events = domain.decide(ALICE, domain.Withdraw(amount=1_000))
+    assert events == [domain.MoneyWithdrawn(amount=1_000)]
+
+
+@pytest.mark.parametrize("command", [domain.Deposit(amount=10), domain.Withdraw(amount=10)])
+def test_money_moves_on_unopened_account_are_rejected(command: object) -> None:
+    with pytest.raises(domain.AccountNotOpenError):
+        domain.decide(None, command)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        domain.Deposit(amount=0),
+        domain.Deposit(amount=-5),
+        domain.Withdraw(amount=0),
+        domain.Withdraw(amount=-5),
+    ],
+)
+def test_non_positive_amounts_are_invalid(command: object) -> None:
+    with pytest.raises(domain.InvalidCommandError):
+        domain.decide(ALICE, command)
+
+
+def test_over_withdraw_reports_balance_and_request() -> None:
+    with pytest.raises(domain.InsufficientFundsError) as caught:
+        domain.decide(ALICE, domain.Withdraw(amount=1_001))
+    assert (caught.value.balance, caught.value.requested) == (1_000, 1_001)
+    assert isinstance(caught.value, domain.AccountStateError)
+
+
+def test_unknown_command_is_invalid() -> None:
+    with pytest.raises(domain.InvalidCommandError):
+        domain.decide(ALICE, object())
+
+
+# ---- domain.evolve ----
+
+
+def test_evolve_account_opened_uses_entity_id() -> None:
+    opened = domain.evolve(None, domain.AccountOpened(owner="alice", balance=7), "acc-9")
+    assert opened == domain.Account(account_id="acc-9", owner="alice", balance=7)
+
+
+def test_evolve_applies_deposits_and_withdrawals() -> None:
+    state = domain.evolve(ALICE, domain.MoneyDeposited(amount=30), "acc-1")
+    state = domain.evolve(state, domain.MoneyWithdrawn(amount=100), "acc-1")
+    assert state == domain.Account(account_id="acc-1", owner="alice", balance=930)
+
+
+def test_evolve_money_event_on_unopened_account_is_rejected() -> None:
+    with pytest.raises(domain.AccountNotOpenError):
+        domain.evolve(None, domain.MoneyDeposited(amount=1), "acc-1")
+
+
+def test_evolve_unknown_event_is_invalid() -> None:
+    with pytest.raises(domain.InvalidCommandError):
+        domain.evolve(ALICE, object(), "acc-1")
+
+
+# ---- client formatting ----
+
+
+def test_client_builds_open_command() -> None:
+    args = argparse.Namespace(action="open", owner="alice", balance=5)
+    unpacked = bank_pb2.OpenAccount()
+    assert client.build_command(args).Unpack(unpacked)
+    assert unpacked == bank_pb2.OpenAccount(owner="alice", initial_balance=5)
+
+
+def test_client_formats_state_and_meta() -> None:
+    meta = common_pb2.MetaData(entity_id="acc-1", revision_number=3)
+    meta.revision_date.FromJsonString("2024-05-01T12:00:00Z")
+    text = client.format_reply(_pack(bank_pb2.BankAccount(account_id="acc-1", balance=42)), meta)
+    assert "balance: 42" in text
+    assert "revision_number: 3" in text
+    assert "revision_date: 2024-05-01T12:00:00Z" in text
+
+
+def test_client_formats_error_with_error_info() -> None:
+    status = status_pb2.Status(code=9, message="insufficient funds")
+    status.details.add().Pack(
+        error_details_pb2.ErrorInfo(
+            reason="INSUFFICIENT_FUNDS", domain="bank.example", metadata={"balance": "1"}
+        )
+    )
+    text = client.format_error(grpc.StatusCode.FAILED_PRECONDITION, "insufficient funds", status)
+    assert text.splitlines() == [
+        "error: FAILED_PRECONDITION: insufficient funds",
+        "  reason: INSUFFICIENT_FUNDS (bank.example) balance=1",
+    ]
+
+
+# ---- handler.py over gRPC ----
+
+
+@pytest.fixture(scope="module")
+def handler_stub() -> Iterator[writeside_pb2_grpc.WriteSideHandlerServiceStub]:
+    """Serve handler.py in a subprocess on an OS-chosen port; check it stops on SIGTERM."""
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLE_DIR / "handler.py"), "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_SECONDS)
+        line = proc.stdout.readline().strip() if ready else ""
+        prefix = "bank write handler listening on "
+        assert line.startswith(prefix), f"handler did not start: {line!r}"
+        with grpc.insecure_channel(line.removeprefix(prefix)) as channel:
+            yield writeside_pb2_grpc.WriteSideHandlerServiceStub(channel)
+    finally:
+        proc.terminate()
+        returncode = proc.wait(timeout=STARTUP_TIMEOUT_SECONDS)
+        remaining = proc.stdout.read()
+        proc.stdout.close()
+    assert returncode == 0
+    assert remaining == ""
+
+
+OPEN_ALICE = bank_pb2.BankAccount(account_id="acc-1", owner="alice", balance=500)
+
+
+@pytest.mark.parametrize(
+    ("command", "prior_state", "expected_event"),
+    [
+        (
+            bank_pb2.OpenAccount(owner="alice", initial_balance=500),
+            empty_pb2.Empty(),
+            bank_pb2.AccountOpened(owner="alice", balance=500),
+        ),
+        (bank_pb2.Deposit(amount=20), OPEN_ALICE, bank_pb2.MoneyDeposited(amount=20)),
+        (bank_pb2.Withdraw(amount=500), OPEN_ALICE, bank_pb2.MoneyWithdrawn(amount=500)),
+    ],
+)
+def test_handler_command_emits_event(
+    handler_stub: writeside_pb2_grpc.WriteSideHandlerServiceStub,
+    command: message.Message,
+    prior_state: message.Message,
+    expected_event: message.Message,
+) -> None:
+    reply = handler_stub.HandleCommand(
+        writeside_pb2.HandleCommandRequest(
+            command=_pack(command),
+            prior_state=_pack(prior_state),
+            prior_event_meta=common_pb2.MetaData(entity_id="acc-1"),
+        ),
+        timeout=CALL_TIMEOUT_SECONDS,
+    )
+    assert len(reply.events) == 1
+    event = type(expected_event)()
+    assert reply.events[0].Unpack(event)
+    assert event == expected_event
+
+
+def test_handler_applies_event(
+    handler_stub: writeside_pb2_grpc.WriteSideHandlerServiceStub,
+) -> None:
+    reply = handler_stub.HandleEvent(
+        writeside_pb2.HandleEventRequest(
+            event=_pack(bank_pb2.MoneyDeposited(amount=250)),
+            prior_state=_pack(bank_pb2.BankAccount(account_id="acc-1", owner="a", balance=500)),
+            event_meta=common_pb2.MetaData(entity_id="acc-1", revision_number=2),
+        ),
+        timeout=CALL_TIMEOUT_SECONDS,
+    )
+    state = bank_pb2.BankAccount()
+    assert reply.resulting_state.Unpack(state)
+    assert state == bank_pb2.BankAccount(account_id="acc-1", owner="a", balance=750)
+
+
+def test_handler_rejects_over_withdraw_with_error_info(
+    handler_stub: writeside_pb2_grpc.WriteSideHandlerServiceStub,
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        handler_stub.HandleCommand(
+            writeside_pb2.HandleCommandRequest(
+                command=_pack(bank_pb2.Withdraw(amount=900)),
+                prior_state=_pack(bank_pb2.BankAccount(account_id="acc-1", balance=500)),
+                prior_event_meta=common_pb2.MetaData(entity_id="acc-1", revision_number=1),
+            ),
+            timeout=CALL_TIMEOUT_SECONDS,
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    status = rpc_status.from_call(caught.value)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert info.reason == "INSUFFICIENT_FUNDS"
+    assert info.domain == "bank.example"
+    assert dict(info.metadata) == {"balance": "500", "requested": "900"}
+
+
+def test_handler_rejects_unknown_command_type(
+    handler_stub: writeside_pb2_grpc.WriteSideHandlerServiceStub,
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        handler_stub.HandleCommand(
+            writeside_pb2.HandleCommandRequest(
+                command=_pack(empty_pb2.Empty()), prior_state=_pack(empty_pb2.Empty())
+            ),
+            timeout=CALL_TIMEOUT_SECONDS,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "type.googleapis.com/google.protobuf.Empty" in caught.value.details()
+
+
+def _pack(msg: message.Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(msg)
+    return packed
