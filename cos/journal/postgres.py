@@ -46,13 +46,15 @@ ON CONFLICT (shard) DO UPDATE
 SET owner = EXCLUDED.owner, epoch = cos_shard_leases.epoch + 1, acquired_at = now()
 RETURNING shard, epoch
 """
+# On a tie the snapshot wins: it holds the same state and, once events are
+# compacted, it is the record that stays.
 _LATEST = """
 (SELECT revision, 'event' AS kind, payload FROM cos_journal
  WHERE entity_id = $1 AND NOT deleted ORDER BY revision DESC LIMIT 1)
 UNION ALL
 (SELECT revision, 'snapshot' AS kind, payload FROM cos_snapshots
  WHERE entity_id = $1 ORDER BY revision DESC LIMIT 1)
-ORDER BY revision DESC, kind LIMIT 1
+ORDER BY revision DESC, kind DESC LIMIT 1
 """
 _READ_SHARD = """
 SELECT shard, position, entity_id, revision, event_type, created_at, payload

@@ -1,0 +1,146 @@
+"""A write handler for tests, run in its own process: ``python tests/handlers/writer.py``.
+
+Commands, events and states are ``google.protobuf.Struct`` so tests need no
+protos of their own. A command says what to do:
+
+- ``{"add": [1, 2, 3]}``: one event per number; ``{"repeat": n}`` n events of 1
+- ``{}`` or ``{"add": []}``: no event (a no-op)
+- ``{"sleep": 2.0}``: answer after that many seconds
+- ``{"fail": "FAILED_PRECONDITION", "message": "..."}``: raise that status with a
+  rich ``google.rpc.Status`` detail (``ErrorInfo(reason="TEST_FAILURE")``)
+- ``{"event_fail_at": 2}``: HandleEvent of the 2nd event raises INTERNAL
+- ``{"no_state_at": 1}``: HandleEvent of the 1st event returns no state
+- ``{"legacy": true}``: put the single event in the deprecated ``event`` field
+
+Each event records what HandleCommand saw (prior revision, prior state type,
+request headers). HandleEvent refuses an event whose revision is not the prior
+state's revision + 1, so a skipped or repeated revision fails loudly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+import grpc
+from google.protobuf import any_pb2, struct_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from chief_of_state.v1 import writeside_pb2, writeside_pb2_grpc
+
+_SEEN_HEADERS = ("x-propagated", "x-persisted", "x-other", "traceparent")
+
+
+def _struct(value: any_pb2.Any) -> struct_pb2.Struct:
+    result = struct_pb2.Struct()
+    if value.Is(struct_pb2.Struct.DESCRIPTOR):
+        value.Unpack(result)
+    return result
+
+
+def _pack(message: struct_pb2.Struct) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+async def _fail(context: grpc.aio.ServicerContext, code_name: str, message: str) -> None:
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(reason="TEST_FAILURE", domain="tests"))
+    status = status_pb2.Status(code=getattr(code_pb2, code_name), message=message, details=[detail])
+    await context.abort_with_status(rpc_status.to_status(status))
+
+
+class TestWriteHandler(writeside_pb2_grpc.WriteSideHandlerServiceServicer):
+    async def HandleCommand(self, request, context):  # noqa: N802
+        command = _struct(request.command)
+        fields = command.fields
+        if "sleep" in fields:
+            await asyncio.sleep(fields["sleep"].number_value)
+        if "fail" in fields:
+            await _fail(context, fields["fail"].string_value, fields["message"].string_value)
+        adds = [v.number_value for v in fields["add"].list_value.values] if "add" in fields else []
+        adds += [1.0] * int(fields["repeat"].number_value) if "repeat" in fields else []
+        metadata = {m.key: m.value for m in context.invocation_metadata() or ()}
+        events = []
+        for index, amount in enumerate(adds, start=1):
+            event = struct_pb2.Struct()
+            event.update(
+                {
+                    "amount": amount,
+                    "index": index,
+                    "prior_revision": request.prior_event_meta.revision_number,
+                    "prior_entity_id": request.prior_event_meta.entity_id,
+                    "prior_state_type": request.prior_state.type_url,
+                    "headers": {k: v for k, v in metadata.items() if k in _SEEN_HEADERS},
+                    "event_fail": index == fields["event_fail_at"].number_value
+                    if "event_fail_at" in fields
+                    else False,
+                    "no_state": index == fields["no_state_at"].number_value
+                    if "no_state_at" in fields
+                    else False,
+                }
+            )
+            events.append(_pack(event))
+        if fields["legacy"].bool_value and events:
+            return writeside_pb2.HandleCommandResponse(event=events[0])
+        # An empty Any among the events must be ignored by the runtime.
+        return writeside_pb2.HandleCommandResponse(
+            events=[*events, any_pb2.Any()] if events else []
+        )
+
+    async def HandleEvent(self, request, context):  # noqa: N802
+        event = _struct(request.event).fields
+        prior = _struct(request.prior_state)
+        revision = request.event_meta.revision_number
+        last = (
+            int(prior.fields["last_revision"].number_value)
+            if "last_revision" in prior.fields
+            else 0
+        )
+        if revision != last + 1:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"revision {revision} after {last}"
+            )
+        if event["event_fail"].bool_value:
+            await context.abort(grpc.StatusCode.INTERNAL, "event handler failed on purpose")
+        if event["no_state"].bool_value:
+            return writeside_pb2.HandleEventResponse()
+        state = struct_pb2.Struct()
+        state.CopyFrom(prior)
+        state.update(
+            {
+                "total": prior.fields["total"].number_value + event["amount"].number_value,
+                "last_revision": revision,
+                "entity_id": request.event_meta.entity_id,
+                "first_prior_state_type": prior.fields["first_prior_state_type"].string_value
+                if "first_prior_state_type" in prior.fields
+                else event["prior_state_type"].string_value,
+                "last_headers": event["headers"].struct_value,
+            }
+        )
+        return writeside_pb2.HandleEventResponse(resulting_state=_pack(state))
+
+
+async def serve(host: str, port: int) -> None:
+    server = grpc.aio.server()
+    writeside_pb2_grpc.add_WriteSideHandlerServiceServicer_to_server(TestWriteHandler(), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    print(f"test write handler listening on {host}:{bound}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(1)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.host, args.port))

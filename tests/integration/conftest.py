@@ -1,0 +1,94 @@
+"""Integration fixtures: a session Ray, the test write handler process, runtimes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+import ray
+
+from chief_of_state.v1 import service_pb2_grpc
+from cos.journal.database import DatabaseTarget
+from cos.settings import CosSettings
+from cos.sharding.deploy import NAMESPACE, Runtime, start_runtime
+from tests.support import free_port, start_write_handler
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One real local Ray for the whole session."""
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        namespace=NAMESPACE,
+        logging_level=logging.WARNING,
+        configure_logging=False,
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def write_handler() -> Iterator[int]:
+    """The test write handler in its own process; yields its port."""
+    process, port = start_write_handler()
+    yield port
+    process.stop()
+
+
+@dataclass
+class RunningRuntime:
+    """A runtime started for a test, with a client stub on its gRPC port."""
+
+    runtime: Runtime
+    settings: CosSettings
+    channel: grpc.aio.Channel
+    stub: service_pb2_grpc.ChiefOfStateServiceStub
+
+
+StartRuntime = Callable[..., Awaitable[RunningRuntime]]
+
+
+@pytest.fixture
+async def start_cos(
+    ray_session: None, database: DatabaseTarget, write_handler: int
+) -> AsyncIterator[StartRuntime]:
+    """Factory: start coordinator + shard host on the test's schema; stopped after the test."""
+    started: list[RunningRuntime] = []
+
+    async def start(**overrides: Any) -> RunningRuntime:
+        values: dict[str, Any] = {
+            "write_side_host": "127.0.0.1",
+            "write_side_port": write_handler,
+            "address": "127.0.0.1",
+            "port": free_port(),
+            "command_handler_timeout": 5000,
+        }
+        values.update(overrides)
+        settings = CosSettings(**values)
+        runtime = await asyncio.to_thread(start_runtime, settings, database)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.port}")
+        running = RunningRuntime(
+            runtime, settings, channel, service_pb2_grpc.ChiefOfStateServiceStub(channel)
+        )
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        await running.channel.close()
+        await asyncio.to_thread(running.runtime.stop)
+
+
+@pytest.fixture
+async def db(database: DatabaseTarget) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the test's schema, to look at what was written."""
+    conn = await asyncpg.connect(**database.connect_kwargs())
+    yield conn
+    await conn.close()

@@ -1,0 +1,160 @@
+"""The JournalStore contract, run against every implementation (today: PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+
+import asyncpg
+import pytest
+
+from cos.errors import ConflictError, FencedError
+from cos.journal.database import DatabaseTarget
+from cos.journal.postgres import PostgresJournalStore
+from cos.journal.store import EntityAppend, JournalStore, NewEvent, NewSnapshot
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def events(*revisions: int) -> list[NewEvent]:
+    return [NewEvent(r, "test.Event", NOW, f"event-{r}".encode()) for r in revisions]
+
+
+@pytest.fixture(params=["postgres"])
+async def store(
+    request: pytest.FixtureRequest, database: DatabaseTarget
+) -> AsyncIterator[JournalStore]:
+    journal = await PostgresJournalStore.connect(database, max_size=8, snapshots_to_retain=2)
+    yield journal
+    await journal.close()
+
+
+async def test_acquire_bumps_the_epoch_each_time(store: JournalStore) -> None:
+    assert await store.acquire_shards([0, 1], "a") == {0: 1, 1: 1}
+    assert await store.acquire_shards([1], "b") == {1: 2}
+
+
+async def test_append_assigns_gap_free_positions_per_shard(store: JournalStore) -> None:
+    epochs = await store.acquire_shards([3, 4], "a")
+    await store.append(
+        3, epochs[3], [EntityAppend("a", events(1, 2)), EntityAppend("b", events(1))]
+    )
+    await store.append(4, epochs[4], [EntityAppend("c", events(1))])
+    await store.append(3, epochs[3], [EntityAppend("a", events(3))])
+    stored = await store.read_shard(3, 0, 100)
+    assert [(e.position, e.entity_id, e.revision) for e in stored] == [
+        (1, "a", 1),
+        (2, "a", 2),
+        (3, "b", 1),
+        (4, "a", 3),
+    ]
+    assert [e.position for e in await store.read_shard(4, 0, 100)] == [1]
+    assert [e.position for e in await store.read_shard(3, 2, 1)] == [3]
+
+
+async def test_stale_epoch_cannot_write(store: JournalStore) -> None:
+    old = (await store.acquire_shards([5], "zombie"))[5]
+    new = (await store.acquire_shards([5], "new-owner"))[5]
+    assert new == old + 1
+    with pytest.raises(FencedError):
+        await store.append(5, old, [EntityAppend("z", events(1))])
+    assert await store.read_shard(5, 0, 10) == []
+    await store.append(5, new, [EntityAppend("z", events(1))])
+    assert [e.position for e in await store.read_shard(5, 0, 10)] == [1]
+
+
+async def test_duplicate_revision_is_a_conflict_and_writes_nothing(store: JournalStore) -> None:
+    epoch = (await store.acquire_shards([6], "a"))[6]
+    await store.append(6, epoch, [EntityAppend("d", events(1))])
+    with pytest.raises(ConflictError):
+        await store.append(6, epoch, [EntityAppend("e", events(1)), EntityAppend("d", events(1))])
+    assert [(e.entity_id, e.position) for e in await store.read_shard(6, 0, 10)] == [("d", 1)]
+    await store.append(6, epoch, [EntityAppend("e", events(1))])
+    assert [e.position for e in await store.read_shard(6, 0, 10)] == [1, 2]
+
+
+async def test_latest_is_the_newest_event_or_snapshot(store: JournalStore) -> None:
+    epoch = (await store.acquire_shards([7], "a"))[7]
+    assert await store.latest("l") is None
+    await store.append(7, epoch, [EntityAppend("l", events(1, 2))])
+    newest = await store.latest("l")
+    assert newest is not None and (newest.revision, newest.kind, newest.payload) == (
+        2,
+        "event",
+        b"event-2",
+    )
+    await store.append(7, epoch, [EntityAppend("l", events(3), NewSnapshot(3, b"snap-3"))])
+    newest = await store.latest("l")
+    assert newest is not None and (newest.revision, newest.kind) == (3, "snapshot")
+
+
+async def test_snapshots_keep_only_the_newest(
+    store: JournalStore, database: DatabaseTarget
+) -> None:
+    epoch = (await store.acquire_shards([8], "a"))[8]
+    for revision in range(1, 5):
+        await store.append(
+            8, epoch, [EntityAppend("s", events(revision), NewSnapshot(revision, b"s"))]
+        )
+    conn = await asyncpg.connect(**database.connect_kwargs())
+    try:
+        kept = await conn.fetch(
+            "SELECT revision FROM cos_snapshots WHERE entity_id = 's' ORDER BY 1"
+        )
+    finally:
+        await conn.close()
+    assert [row["revision"] for row in kept] == [3, 4]
+
+
+async def test_logical_deletion_marks_events_before_the_oldest_snapshot(
+    database: DatabaseTarget,
+) -> None:
+    store = await PostgresJournalStore.connect(
+        database, max_size=2, snapshots_to_retain=1, logical_deletion=True
+    )
+    try:
+        epoch = (await store.acquire_shards([9], "a"))[9]
+        await store.append(9, epoch, [EntityAppend("ld", events(1, 2))])
+        await store.append(9, epoch, [EntityAppend("ld", events(3), NewSnapshot(3, b"s3"))])
+        await store.append(9, epoch, [EntityAppend("ld", events(4))])
+        conn = await asyncpg.connect(**database.connect_kwargs())
+        try:
+            rows = await conn.fetch("SELECT revision, deleted FROM cos_journal ORDER BY revision")
+        finally:
+            await conn.close()
+        assert [(r["revision"], r["deleted"]) for r in rows] == [
+            (1, True),
+            (2, True),
+            (3, False),
+            (4, False),
+        ]
+        assert len(await store.read_shard(9, 0, 10)) == 4, "read sides still see every event"
+    finally:
+        await store.close()
+
+
+async def test_concurrent_appends_to_one_shard_commit_in_position_order(
+    store: JournalStore, database: DatabaseTarget
+) -> None:
+    # Positions must be visible in order: a reader that saw position p must
+    # already be able to see every position below p (read sides rely on it).
+    epoch = (await store.acquire_shards([10], "a"))[10]
+    appends = [store.append(10, epoch, [EntityAppend(f"x{i}", events(1))]) for i in range(40)]
+    conn = await asyncpg.connect(**database.connect_kwargs())
+    observed_gaps = []
+
+    async def watch() -> None:
+        for _ in range(200):
+            rows = await conn.fetch("SELECT position FROM cos_journal WHERE shard = 10")
+            seen = sorted(row["position"] for row in rows)
+            if seen != list(range(1, len(seen) + 1)):
+                observed_gaps.append(seen)
+            await asyncio.sleep(0)
+
+    try:
+        await asyncio.gather(watch(), *appends)
+    finally:
+        await conn.close()
+    assert observed_gaps == []
+    assert [e.position for e in await store.read_shard(10, 0, 100)] == list(range(1, 41))

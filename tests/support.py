@@ -1,0 +1,132 @@
+"""Helpers shared by the test suites: free ports, subprocesses, database discovery."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+
+from cos.journal.database import DatabaseTarget, EmbeddedPostgres
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Process:
+    """A child process whose output is collected; ``wait_for`` blocks on a line."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(
+            list(args),
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = 120.0) -> re.Match[str]:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for line in self.lines[seen:]:
+                    match = regex.search(line)
+                    if match:
+                        return match
+                seen = len(self.lines)
+                if self.proc.poll() is not None and seen == len(self.lines):
+                    raise AssertionError(f"process exited ({self.proc.returncode}):\n{self.output}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no line matching {pattern!r}:\n{self.output}")
+                self._cond.wait(min(left, 0.5))
+
+    @property
+    def output(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, wait, then SIGKILL the whole process group if needed."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return self.proc.wait()
+
+
+def start_write_handler() -> tuple[Process, int]:
+    process = Process([sys.executable, str(ROOT / "tests/handlers/writer.py"), "--port", "0"])
+    port = int(process.wait_for(r"listening on [\d.]+:(\d+)", timeout=30).group(1))
+    return process, port
+
+
+async def _reachable(target: DatabaseTarget) -> bool:
+    try:
+        conn = await asyncpg.connect(**{**target.connect_kwargs(), "timeout": 3})
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+def find_database() -> tuple[DatabaseTarget, EmbeddedPostgres | None]:
+    """COS_TEST_DATABASE_URL, else 127.0.0.1:5432 (postgres), else an embedded server."""
+    url = os.environ.get("COS_TEST_DATABASE_URL")
+    if url:
+        return DatabaseTarget.from_url(url), None
+    local = DatabaseTarget("127.0.0.1", 5432, "postgres", "postgres", "public")
+    if asyncio.run(_reachable(local)):
+        return local, None
+    embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="cos-pg-")))
+    return DatabaseTarget.from_url(embedded.start()), embedded
+
+
+def new_schema_name() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+async def drop_schema(target: DatabaseTarget) -> None:
+    conn = await asyncpg.connect(**target.connect_kwargs())
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{target.schema}" CASCADE')
+    finally:
+        await conn.close()
