@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
-import threading
 from typing import Annotated
 
 import typer
@@ -74,14 +72,7 @@ def serve(
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     from cli.serve import run
 
-    sys.exit(run(settings, address or settings.ray_address, _stop_event()))
-
-
-def _stop_event() -> threading.Event:
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
+    sys.exit(run(settings, address or settings.ray_address))
 
 
 if __name__ == "__main__":

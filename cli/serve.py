@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import threading
 
 import ray
@@ -18,23 +19,27 @@ log = logging.getLogger("cos.serve")
 _HEALTH_INTERVAL = 5.0
 
 
-def run(settings: CosSettings, ray_address: str | None, stop: threading.Event) -> int:
-    """Serve until ``stop`` is set (exit 0) or a host dies (exit 1)."""
+def run(settings: CosSettings, ray_address: str | None) -> int:
+    """Serve until SIGTERM/SIGINT (exit 0) or until a host dies (exit 1)."""
     target, embedded = resolve_target(settings.db)
     try:
         asyncio.run(migrate(target))
         log.info("schema %r migrated", target.schema)
+        # "local" starts a cluster of our own; without it Ray would attach to
+        # whatever cluster was started last on this machine.
         ray.init(
-            address=ray_address,
+            address=ray_address or "local",
             namespace=NAMESPACE,
             include_dashboard=False,
             logging_level=logging.WARNING,
             configure_logging=False,
         )
+        # After ray.init, which installs a SIGTERM handler that exits at once.
+        stop = _stop_on_signals()
         runtime = start_runtime(settings, target)
         try:
             for host_id, bound in runtime.addresses.items():
-                log.info("%s listening on %s (%d shards)", host_id, bound, settings.num_shards)
+                log.info("cos serve ready: %s listening on %s", host_id, bound)
             return _wait(runtime.hosts, stop)
         finally:
             log.info("shutting down: draining hosts")
@@ -44,6 +49,13 @@ def run(settings: CosSettings, ray_address: str | None, stop: threading.Event) -
             ray.shutdown()
         if embedded is not None:
             embedded.stop()
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
 
 
 def _wait(hosts: dict[str, object], stop: threading.Event) -> int:

@@ -90,7 +90,10 @@ class Process:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        return self.proc.wait()
+        code = self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return code
 
 
 def start_write_handler() -> tuple[Process, int]:

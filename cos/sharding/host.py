@@ -69,7 +69,7 @@ class ShardHost:
         await server.start()
         self._server = server
         self._sweeper = asyncio.create_task(self._passivate_forever())
-        log.info("shard host %s listening on %s", self.host_id, address)
+        log.info("shard host %s: gRPC server started on %s", self.host_id, address)
         return address
 
     async def assign(self, shards: Sequence[int]) -> dict[int, int]:

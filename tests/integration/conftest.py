@@ -24,6 +24,7 @@ from tests.support import free_port, start_write_handler
 def ray_session() -> Iterator[None]:
     """One real local Ray for the whole session."""
     ray.init(
+        address="local",
         num_cpus=2,
         include_dashboard=False,
         namespace=NAMESPACE,
