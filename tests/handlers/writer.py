@@ -54,7 +54,7 @@ async def _fail(context: grpc.aio.ServicerContext, code_name: str, message: str)
 
 
 class TestWriteHandler(writeside_pb2_grpc.WriteSideHandlerServiceServicer):
-    async def HandleCommand(self, request, context):  # noqa: N802
+    async def HandleCommand(self, request, context):
         command = _struct(request.command)
         fields = command.fields
         if "sleep" in fields:
@@ -91,7 +91,7 @@ class TestWriteHandler(writeside_pb2_grpc.WriteSideHandlerServiceServicer):
             events=[*events, any_pb2.Any()] if events else []
         )
 
-    async def HandleEvent(self, request, context):  # noqa: N802
+    async def HandleEvent(self, request, context):
         event = _struct(request.event).fields
         prior = _struct(request.prior_state)
         revision = request.event_meta.revision_number

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: install what is missing, then lint, type-check and run pytest.
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -k routing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"

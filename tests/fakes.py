@@ -1,0 +1,37 @@
+"""Test doubles for pure unit tests (integration tests use the real parts)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from cos.errors import ConflictError
+from cos.journal.store import EntityAppend, Recovered, StoredEvent
+
+
+class FakeJournalStore:
+    """Records append batches; can be told to refuse an entity as a conflict."""
+
+    def __init__(self, delay: float = 0.01) -> None:
+        self.batches: list[list[str]] = []
+        self.conflicting: set[str] = set()
+        self._delay = delay
+
+    async def acquire_shards(self, shards: Sequence[int], owner: str) -> dict[int, int]:
+        return {shard: 1 for shard in shards}
+
+    async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> None:
+        await asyncio.sleep(self._delay)
+        ids = [item.entity_id for item in batch]
+        if self.conflicting & set(ids):
+            raise ConflictError(f"conflict in {ids}")
+        self.batches.append(ids)
+
+    async def latest(self, entity_id: str) -> Recovered | None:
+        return None
+
+    async def read_shard(self, shard: int, after: int, limit: int) -> list[StoredEvent]:
+        return []
+
+    async def close(self) -> None:
+        return None

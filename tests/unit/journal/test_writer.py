@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from cos.errors import ConflictError
+from cos.journal.store import EntityAppend
+from cos.journal.writer import GroupCommitWriter
+from tests.fakes import FakeJournalStore
+
+
+async def test_appends_arriving_during_a_flush_share_the_next_transaction() -> None:
+    store = FakeJournalStore()
+    writer = GroupCommitWriter(store, shard=0, epoch=1, max_batch=100)
+    first = asyncio.create_task(writer.write(EntityAppend("e0", [])))
+    await asyncio.sleep(0.002)  # the first flush is now in flight
+    await asyncio.gather(first, *(writer.write(EntityAppend(f"e{i}", [])) for i in range(1, 10)))
+    assert store.batches[0] == ["e0"]
+    assert sorted(store.batches[1]) == [f"e{i}" for i in range(1, 10)]
+    assert len(store.batches) == 2
+
+
+async def test_batches_respect_the_maximum() -> None:
+    store = FakeJournalStore()
+    writer = GroupCommitWriter(store, shard=0, epoch=1, max_batch=3)
+    await asyncio.gather(*(writer.write(EntityAppend(f"e{i}", [])) for i in range(8)))
+    assert [len(b) for b in store.batches] == [3, 3, 2]
+
+
+async def test_one_conflict_fails_only_its_own_append() -> None:
+    store = FakeJournalStore()
+    store.conflicting = {"bad"}
+    writer = GroupCommitWriter(store, shard=0, epoch=1, max_batch=100)
+    results = await asyncio.gather(
+        *(writer.write(EntityAppend(e, [])) for e in ["a", "b", "bad", "c"]),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [type(None)] * 2 + [ConflictError, type(None)]
+    assert sorted(e for batch in store.batches for e in batch) == ["a", "b", "c"]
+
+
+async def test_writer_recovers_after_a_failed_flush() -> None:
+    store = FakeJournalStore()
+    store.conflicting = {"x"}
+    writer = GroupCommitWriter(store, shard=0, epoch=1, max_batch=10)
+    with pytest.raises(ConflictError):
+        await writer.write(EntityAppend("x", []))
+    await writer.write(EntityAppend("y", []))
+    assert store.batches == [["y"]]
