@@ -22,6 +22,11 @@ log = logging.getLogger("cos")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"cos: {message}", err=True)
     return typer.Exit(code=2)
@@ -43,7 +48,7 @@ def migrate() -> None:
         db = load_database_settings()
     except SettingsError as exc:
         raise _fail(str(exc)) from None
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    _configure_logging("INFO")
     target, embedded = resolve_target(db)
     try:
         asyncio.run(run_migrations(target))
@@ -69,7 +74,7 @@ def serve(
         settings = load_settings()
     except SettingsError as exc:
         raise _fail(str(exc)) from None
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    _configure_logging(settings.log_level)
     from cli.serve import run
 
     sys.exit(run(settings, address or settings.ray_address))

@@ -7,7 +7,8 @@ from pydantic_settings import BaseSettings
 from cos.settings import CosSettings, DatabaseSettings
 
 
-def _rows(model: type[BaseSettings]) -> list[tuple[str, str, str]]:
+def setting_rows(model: type[BaseSettings]) -> list[tuple[str, str, str]]:
+    """(variable, default, description) of every setting of ``model``."""
     prefix = str(model.model_config.get("env_prefix", ""))
     rows = []
     for name, info in model.model_fields.items():
@@ -21,7 +22,7 @@ def _rows(model: type[BaseSettings]) -> list[tuple[str, str, str]]:
 
 def settings_table() -> str:
     """One line per environment variable: name, default, description."""
-    rows = _rows(CosSettings) + _rows(DatabaseSettings)
+    rows = setting_rows(CosSettings) + setting_rows(DatabaseSettings)
     width = max(len(env) for env, _, _ in rows)
     lines = [
         f"{env:<{width}}  {desc}" + (f" [default: {d}]" if d else " [required]")

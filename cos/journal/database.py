@@ -67,12 +67,14 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or reuse) the server; returns its connection URL."""
-        from pgserver import get_server  # type: ignore[attr-defined]
-
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # pgserver logs every initdb/pg_ctl command line at INFO and warns when
+        # XDG_RUNTIME_DIR is unset (it falls back to /tmp): keep only problems.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
         with warnings.catch_warnings():
-            # pgserver warns when XDG_RUNTIME_DIR is unset; it falls back to /tmp.
             warnings.simplefilter("ignore")
+            from pgserver import get_server  # type: ignore[attr-defined]
+
             self._server = get_server(self.data_dir, cleanup_mode="stop")
             url: str = self._server.get_uri()
         log.info("embedded PostgreSQL running in %s", self.data_dir)

@@ -151,7 +151,7 @@ class BankWriteHandler(writeside_pb2_grpc.WriteSideHandlerServiceServicer):
 
 async def serve(host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT, then stop with a short grace period."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # a taken port must fail
     writeside_pb2_grpc.add_WriteSideHandlerServiceServicer_to_server(BankWriteHandler(), server)
     bound_port = server.add_insecure_port(_address(host, port))
     stop = asyncio.Event()
