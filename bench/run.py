@@ -1,0 +1,394 @@
+"""Benchmark of the ProcessCommand path: the runtime (`cos serve`) against the floor.
+
+Starts the bank example's write handler, then for each target in turn (the runtime, then
+bench/floor.py) starts it, waits until it answers GetState, drives bench/load.py's load,
+meters the CPU of the target's own process tree over the measured window, reads every
+account back to check that acknowledged deposits were kept, and stops it. Prints one row per
+target and the runtime/floor throughput ratio. The handler's and PostgreSQL's CPU count for
+neither target.
+
+Run: ``python bench/run.py [--concurrency 64 --duration 20 ...] [--only runtime|floor]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import NoReturn
+
+import asyncpg
+import grpc
+from load import LoadResult, LoadSettings, check_balances, run_load
+from processes import CpuUse, MachineCpuMeter, ServerProcess, StartupError, TreeCpuMeter
+
+from chief_of_state.v1 import service_pb2, service_pb2_grpc
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+HANDLER_READY = "bank write handler listening on"
+TARGETS = ("runtime", "floor")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Everything one benchmark run needs, from the command line."""
+
+    concurrency: int = 64
+    duration: float = 20.0
+    warmup: float = 3.0
+    entities: int = 1000
+    only: str | None = None
+    db_host: str = "127.0.0.1"
+    db_port: int = 5432
+    db_user: str = "postgres"
+    db_password: str | None = None
+    db_name: str = "postgres"
+    num_shards: int | None = None
+    floor_pool_size: int = 16
+    startup_timeout: float = 120.0
+    keep_schemas: bool = False
+    log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cos-bench-")))
+
+    def load(self, target: str) -> LoadSettings:
+        """The load settings for one target."""
+        return LoadSettings(
+            target=target,
+            concurrency=self.concurrency,
+            duration=self.duration,
+            warmup=self.warmup,
+            entities=self.entities,
+        )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one target did under the load, and what the machine did meanwhile."""
+
+    name: str
+    load: LoadResult
+    cpu: CpuUse
+    handler_cpu_seconds: float
+    client_cpu_seconds: float
+    machine_busy_cores: float
+    balances_matched: int
+    balance_problems: list[str]
+    stop_notes: list[str]
+
+    @property
+    def cpu_per_1k(self) -> float:
+        """CPU seconds of the target's processes per 1,000 successful commands."""
+        commands = self.load.commands
+        return self.cpu.seconds * 1000.0 / commands if commands else math.nan
+
+
+class _Meters:
+    """The meters of one measurement, opened and closed with the load's window."""
+
+    def __init__(self, target_pid: int, handler_pid: int) -> None:
+        self.target = TreeCpuMeter(target_pid)
+        # The handler and the bench itself are single processes alive throughout: sampling
+        # at the window's edges is enough for them, no background thread needed.
+        self.handler = TreeCpuMeter(handler_pid)
+        self.client = TreeCpuMeter(os.getpid(), descendants=False)
+        self.machine = MachineCpuMeter()
+
+    def mark_start(self) -> None:
+        """Opens every meter's window."""
+        for meter in (self.target, self.handler, self.client, self.machine):
+            meter.mark_start()
+
+    def mark_end(self) -> None:
+        """Closes every meter's window."""
+        for meter in (self.target, self.handler, self.client, self.machine):
+            meter.mark_end()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _cos_executable() -> str:
+    # The console script beside this interpreter, so the runtime runs in the same venv.
+    beside = Path(sys.executable).with_name("cos")
+    return str(beside) if beside.exists() else (shutil.which("cos") or "cos")
+
+
+def runtime_process(
+    settings: BenchSettings, port: int, handler_port: int, schema: str
+) -> ServerProcess:
+    """`cos serve` on ``port`` with its own fresh schema."""
+    env = {
+        "COS_PORT": str(port),
+        "COS_WRITE_SIDE_HOST": "127.0.0.1",
+        "COS_WRITE_SIDE_PORT": str(handler_port),
+        "COS_DB_HOST": settings.db_host,
+        "COS_DB_PORT": str(settings.db_port),
+        "COS_DB_USER": settings.db_user,
+        "COS_DB_NAME": settings.db_name,
+        "COS_DB_SCHEMA": schema,
+    }
+    if settings.db_password is not None:
+        env["COS_DB_PASSWORD"] = settings.db_password
+    if settings.num_shards is not None:
+        env["COS_NUM_SHARDS"] = str(settings.num_shards)
+    argv = [_cos_executable(), "serve"]
+    return ServerProcess("runtime", argv, settings.log_dir / "runtime.log", env)
+
+
+def floor_process(
+    settings: BenchSettings, port: int, handler_port: int, schema: str
+) -> ServerProcess:
+    """bench/floor.py on ``port`` with its own fresh schema."""
+    argv = [
+        sys.executable,
+        str(BENCH_DIR / "floor.py"),
+        *("--port", str(port), "--write-side", f"127.0.0.1:{handler_port}"),
+        *("--db-host", settings.db_host, "--db-port", str(settings.db_port)),
+        *("--db-user", settings.db_user, "--db-name", settings.db_name),
+        *("--schema", schema, "--pool-size", str(settings.floor_pool_size)),
+    ]
+    if settings.db_password is not None:
+        argv += ["--db-password", settings.db_password]
+    return ServerProcess("floor", argv, settings.log_dir / "floor.log")
+
+
+async def wait_ready(server: ServerProcess, target: str, timeout: float) -> None:
+    """Polls GetState until the server answers it (NOT_FOUND counts); StartupError if not."""
+    deadline, last = time.monotonic() + timeout, "none"
+    request = service_pb2.GetStateRequest(entity_id="bench-readiness-probe")
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = service_pb2_grpc.ChiefOfStateServiceStub(channel)
+        while True:
+            if server.exit_code() is not None:
+                raise server.failure(f"exited with code {server.exit_code()} before ready")
+            try:
+                await stub.GetState(request, timeout=2)
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return
+                last = exc.code().name
+            if time.monotonic() > deadline:
+                raise server.failure(f"not ready within {timeout:.0f} s (last answer {last})")
+            await asyncio.sleep(0.5)
+
+
+async def measure(
+    server: ServerProcess, port: int, handler: ServerProcess, settings: BenchSettings
+) -> Measurement:
+    """Starts the server, loads it, meters CPU over the window, checks it, stops it."""
+    target = f"127.0.0.1:{port}"
+    server.start()
+    meters = _Meters(server.pid, handler.pid)
+    try:
+        meters.target.start()
+        await wait_ready(server, target, settings.startup_timeout)
+        print(f"{server.name}: ready on {target}; loading", flush=True)
+        result = await run_load(settings.load(target), meters.mark_start, meters.mark_end)
+        matched, problems = await check_balances(target, result.balances)
+    finally:
+        meters.target.stop()
+        stop_notes = server.stop(also=meters.target.seen())
+    return Measurement(
+        name=server.name,
+        load=result,
+        cpu=meters.target.window,
+        handler_cpu_seconds=meters.handler.window.seconds,
+        client_cpu_seconds=meters.client.window.seconds,
+        machine_busy_cores=meters.machine.busy_cores,
+        balances_matched=matched,
+        balance_problems=problems,
+        stop_notes=stop_notes,
+    )
+
+
+async def drop_schemas(settings: BenchSettings, schemas: list[str]) -> None:
+    """Drops the schemas the run created; a failure is reported, not raised, so that it
+    never hides the error that ended the run."""
+    try:
+        conn = await asyncpg.connect(
+            host=settings.db_host,
+            port=settings.db_port,
+            user=settings.db_user,
+            password=settings.db_password,
+            database=settings.db_name,
+        )
+        try:
+            for schema in schemas:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"bench: could not drop schemas {schemas}: {exc}", file=sys.stderr)
+
+
+async def bench(settings: BenchSettings) -> list[Measurement]:
+    """Runs the handler and each target in turn; the measurements in order."""
+    print(f"logs in {settings.log_dir}", flush=True)
+    handler_port = _free_port()
+    handler_argv = [sys.executable, str(REPO_DIR / "examples" / "bank" / "handler.py")]
+    handler_argv += ["--host", "127.0.0.1", "--port", str(handler_port)]
+    handler = ServerProcess("bank handler", handler_argv, settings.log_dir / "handler.log")
+    measurements: list[Measurement] = []
+    try:
+        handler.start()
+        await asyncio.to_thread(handler.wait_for_output, HANDLER_READY, 60.0)
+        for name in (settings.only,) if settings.only else TARGETS:
+            measurements.append(await _measure_target(name, settings, handler, handler_port))
+    finally:
+        handler.stop(timeout=10)
+    return measurements
+
+
+async def _measure_target(
+    name: str, settings: BenchSettings, handler: ServerProcess, handler_port: int
+) -> Measurement:
+    port = _free_port()
+    if name == "runtime":
+        schema = f"bench_rt_{uuid.uuid4().hex[:8]}"
+        server = runtime_process(settings, port, handler_port, schema)
+    else:
+        schema = f"bench_floor_{uuid.uuid4().hex[:8]}"
+        server = floor_process(settings, port, handler_port, schema)
+    try:
+        return await measure(server, port, handler, settings)
+    finally:
+        if not settings.keep_schemas:
+            await drop_schemas(settings, [schema])
+
+
+def format_report(measurements: list[Measurement]) -> str:
+    """The results table, a detail line per target, and the throughput ratio."""
+    header = ("target", "commands", "cmd/s", "p50 ms", "p95 ms", "p99 ms", "errors", "CPU s/1k cmd")
+    lines = [*_table([header, *(_row(m) for m in measurements)]), ""]
+    lines += [_details(m) for m in measurements]
+    by_name = {m.name: m for m in measurements}
+    if {"runtime", "floor"} <= by_name.keys() and by_name["floor"].load.throughput:
+        ratio = by_name["runtime"].load.throughput / by_name["floor"].load.throughput
+        lines += ["", f"runtime/floor throughput ratio: {ratio:.2f}"]
+    return "\n".join(lines)
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as aligned lines: the first column to the left, the figures to the right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [c.rjust(w) for c, w in zip(row, widths, strict=True)]
+        cells[0] = row[0].ljust(widths[0])
+        lines.append("  ".join(cells))
+    return lines
+
+
+def _row(m: Measurement) -> tuple[str, ...]:
+    load = m.load
+    return (
+        m.name,
+        str(load.commands),
+        f"{load.throughput:.1f}",
+        f"{load.percentile_ms(0.50):.2f}",
+        f"{load.percentile_ms(0.95):.2f}",
+        f"{load.percentile_ms(0.99):.2f}",
+        str(load.error_count),
+        f"{m.cpu_per_1k:.3f}",
+    )
+
+
+def _details(m: Measurement) -> str:
+    load, cpu = m.load, m.cpu
+    top = ", ".join(f"{label} {seconds:.2f}" for label, seconds in cpu.top())
+    first = [
+        f"{m.name}: {load.window_seconds:.1f} s window; CPU {cpu.seconds:.2f} s"
+        f" in {cpu.processes} processes ({top})",
+        f"balances {m.balances_matched}/{len(load.balances)} match",
+    ]
+    if load.errors:
+        first.append(f"errors {dict(load.errors)}")
+    if load.warmup_errors:
+        first.append(f"errors outside window {dict(load.warmup_errors)}")
+    second = (
+        f"  machine {m.machine_busy_cores:.2f} of {os.cpu_count()} cores busy; not counted:"
+        f" bench client {m.client_cpu_seconds:.2f} s, handler {m.handler_cpu_seconds:.2f} s CPU"
+    )
+    notes = [f"  {note}" for note in m.balance_problems[:3] + m.stop_notes]
+    return "\n".join(["; ".join(first), second, *notes])
+
+
+def _parse_args(argv: list[str] | None = None) -> BenchSettings:
+    defaults = BenchSettings(log_dir=Path())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--concurrency", type=int, default=defaults.concurrency, help="calls in flight"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=defaults.duration, help="measured seconds"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=defaults.warmup, help="unmeasured seconds first"
+    )
+    parser.add_argument(
+        "--entities", type=int, default=defaults.entities, help="accounts to spread over"
+    )
+    parser.add_argument("--only", choices=TARGETS, help="measure one target only")
+    parser.add_argument("--db-host", default=defaults.db_host, help="PostgreSQL host")
+    parser.add_argument("--db-port", type=int, default=defaults.db_port, help="PostgreSQL port")
+    parser.add_argument("--db-user", default=defaults.db_user, help="PostgreSQL user")
+    parser.add_argument("--db-password", help="PostgreSQL password (default: none, or PGPASSWORD)")
+    parser.add_argument("--db-name", default=defaults.db_name, help="PostgreSQL database")
+    parser.add_argument(
+        "--num-shards", type=int, help="COS_NUM_SHARDS for the runtime (default: its own)"
+    )
+    parser.add_argument(
+        "--floor-pool-size",
+        type=int,
+        default=defaults.floor_pool_size,
+        help="floor's database connections",
+    )
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=defaults.startup_timeout,
+        help="seconds to wait for a target to answer",
+    )
+    parser.add_argument(
+        "--keep-schemas", action="store_true", help="leave the run's schemas in the database"
+    )
+    args = vars(parser.parse_args(argv))
+    return replace(BenchSettings(), **args)
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    # Turn SIGTERM into the same unwinding as Ctrl-C, so every finally stops its subprocess.
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Parses the command line, runs the benchmark, prints the report."""
+    settings = _parse_args()
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        measurements = asyncio.run(bench(settings))
+    except StartupError as exc:
+        sys.exit(f"bench: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("bench: interrupted; servers stopped")
+    print()
+    print(format_report(measurements))
+
+
+if __name__ == "__main__":
+    main()
