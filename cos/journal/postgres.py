@@ -10,19 +10,25 @@ from cos.errors import ConflictError, FencedError, JournalUnavailableError
 from cos.journal.database import DatabaseTarget
 from cos.journal.store import EntityAppend, Recovered, StoredEvent
 
-# Positions come from the lease row. The UPDATE both checks the epoch (fencing)
-# and takes the row lock, which is held until COMMIT: the next transaction of
-# the shard cannot get positions before this one is visible, so positions are
-# gap-free and in commit order, which read sides rely on.
-_TAKE_POSITIONS = """
-UPDATE cos_shard_leases SET last_position = last_position + $3
-WHERE shard = $1 AND epoch = $2
-RETURNING last_position
-"""
-_INSERT_EVENTS = """
-INSERT INTO cos_journal (shard, position, entity_id, revision, event_type, created_at, payload)
-SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[],
-                         $6::timestamptz[], $7::bytea[])
+# One statement, one round trip. Positions come from the lease row: the UPDATE
+# both checks the epoch (fencing; a stale epoch matches no row, so nothing is
+# inserted and NULL comes back) and takes the row lock, held until commit. The
+# next append of the shard cannot get positions before this one is visible, so
+# positions are gap-free and in commit order, which read sides rely on.
+_APPEND = """
+WITH lease AS (
+    UPDATE cos_shard_leases SET last_position = last_position + $3
+    WHERE shard = $1 AND epoch = $2
+    RETURNING last_position
+), inserted AS (
+    INSERT INTO cos_journal (shard, position, entity_id, revision, event_type, created_at, payload)
+    SELECT $1, lease.last_position - $3 + e.ord, e.entity_id, e.revision, e.event_type,
+           e.created_at, e.payload
+    FROM lease, unnest($4::text[], $5::bigint[], $6::text[], $7::timestamptz[], $8::bytea[])
+        WITH ORDINALITY AS e(entity_id, revision, event_type, created_at, payload, ord)
+    RETURNING 1
+)
+SELECT last_position FROM lease
 """
 _INSERT_SNAPSHOT = """
 INSERT INTO cos_snapshots (entity_id, revision, created_at, payload)
@@ -88,7 +94,7 @@ class PostgresJournalStore:
         """Open a connection pool to ``target``."""
         try:
             pool = await asyncpg.create_pool(
-                **target.connect_kwargs(), min_size=1, max_size=max_size
+                **target.connect_kwargs(), min_size=1, max_size=max_size, reset=_keep_session
             )
         except _TRANSIENT as exc:
             raise JournalUnavailableError(f"cannot reach the journal database: {exc}") from exc
@@ -107,15 +113,15 @@ class PostgresJournalStore:
         count = sum(len(item.events) for item in batch)
         if count == 0:
             return
+        args = (shard, epoch, count, *_columns(batch))
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                last = await conn.fetchval(_TAKE_POSITIONS, shard, epoch, count)
-                if last is None:
-                    raise FencedError(
-                        f"shard {shard}: lease epoch {epoch} is stale; another host owns it"
-                    )
-                await conn.execute(_INSERT_EVENTS, shard, *_columns(batch, last - count + 1))
-                await self._write_snapshots(conn, batch)
+            if any(item.snapshot is not None for item in batch):
+                async with self._pool.acquire() as conn, conn.transaction():
+                    last = await conn.fetchval(_APPEND, *args)
+                    _check_fence(last, shard, epoch)
+                    await self._write_snapshots(conn, batch)
+            else:
+                _check_fence(await self._pool.fetchval(_APPEND, *args), shard, epoch)
         except asyncpg.UniqueViolationError as exc:
             raise ConflictError(f"shard {shard}: a revision already exists: {exc}") from exc
         except _TRANSIENT as exc:
@@ -167,10 +173,22 @@ class PostgresJournalStore:
         await self._pool.close()
 
 
+def _check_fence(last_position: int | None, shard: int, epoch: int) -> None:
+    if last_position is None:
+        raise FencedError(f"shard {shard}: lease epoch {epoch} is stale; another host owns it")
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    # The store sets no session state (no LISTEN, advisory lock, cursor or SET),
+    # so asyncpg's reset query on every release would be a wasted round trip
+    # per command. Only a transaction left open by a cancelled call is undone.
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 def _columns(
-    batch: Sequence[EntityAppend], first_position: int
-) -> tuple[list[int], list[str], list[int], list[str], list[object], list[bytes]]:
-    positions: list[int] = []
+    batch: Sequence[EntityAppend],
+) -> tuple[list[str], list[int], list[str], list[object], list[bytes]]:
     entity_ids: list[str] = []
     revisions: list[int] = []
     types: list[str] = []
@@ -178,10 +196,9 @@ def _columns(
     payloads: list[bytes] = []
     for item in batch:
         for event in item.events:
-            positions.append(first_position + len(positions))
             entity_ids.append(item.entity_id)
             revisions.append(event.revision)
             types.append(event.event_type)
             dates.append(event.created_at)
             payloads.append(event.payload)
-    return positions, entity_ids, revisions, types, dates, payloads
+    return entity_ids, revisions, types, dates, payloads
