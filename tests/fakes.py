@@ -35,3 +35,27 @@ class FakeJournalStore:
 
     async def close(self) -> None:
         return None
+
+
+class FakeWriteHandler:
+    """Answers every command with one event; ``gate`` can hold commands in flight."""
+
+    def __init__(self) -> None:
+        self.gate: asyncio.Event | None = None
+        self.commands = 0
+
+    async def handle_command(self, command, prior_state, prior_meta, metadata):  # type: ignore[no-untyped-def]
+        from chief_of_state.v1 import writeside_pb2
+
+        self.commands += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return writeside_pb2.HandleCommandResponse(events=[command])
+
+    async def handle_event(self, event, prior_state, meta, metadata):  # type: ignore[no-untyped-def]
+        from chief_of_state.v1 import writeside_pb2
+
+        return writeside_pb2.HandleEventResponse(resulting_state=event)
+
+    async def close(self) -> None:
+        return None

@@ -93,8 +93,9 @@ class Process:
         return code
 
 
-def start_write_handler() -> tuple[Process, int]:
-    process = Process([sys.executable, str(ROOT / "tests/handlers/writer.py"), "--port", "0"])
+def start_write_handler(*extra: str) -> tuple[Process, int]:
+    script = str(ROOT / "tests/handlers/writer.py")
+    process = Process([sys.executable, script, "--port", "0", *extra])
     port = int(process.wait_for(r"listening on [\d.]+:(\d+)", timeout=30).group(1))
     return process, port
 

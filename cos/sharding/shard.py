@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -133,10 +134,12 @@ class Shard:
         entity = self._entities.get(entity_id)
         if entity is None:
             entity = self._entities[entity_id] = _Entity(entity_id)
-            self._evict_overflow()
         else:
             self._entities.move_to_end(entity_id)
+        # Busy before evicting: an entity in use must never leave the cache, or a
+        # second command would get a second mailbox for the same entity.
         entity.busy += 1
+        self._evict_overflow()
         return entity
 
     def _release(self, entity: _Entity) -> None:
@@ -145,7 +148,10 @@ class Shard:
 
     def _evict_overflow(self) -> None:
         excess = len(self._entities) - self._cache_size
-        for entity_id in [e.entity_id for e in self._entities.values() if not e.busy][:excess]:
+        if excess <= 0:
+            return
+        idle = (e.entity_id for e in self._entities.values() if not e.busy)
+        for entity_id in list(itertools.islice(idle, excess)):
             del self._entities[entity_id]
 
     def passivate(self, idle_seconds: float, now: float | None = None) -> int:

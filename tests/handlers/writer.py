@@ -124,10 +124,15 @@ class TestWriteHandler(writeside_pb2_grpc.WriteSideHandlerServiceServicer):
         return writeside_pb2.HandleEventResponse(resulting_state=_pack(state))
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, cert: str | None, key: str | None) -> None:
     server = grpc.aio.server()
     writeside_pb2_grpc.add_WriteSideHandlerServiceServicer_to_server(TestWriteHandler(), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if cert and key:
+        with open(cert, "rb") as c, open(key, "rb") as k:
+            credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
+        bound = server.add_secure_port(f"{host}:{port}", credentials)
+    else:
+        bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     print(f"test write handler listening on {host}:{bound}", flush=True)
     stop = asyncio.Event()
@@ -142,5 +147,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-cert", help="PEM certificate: serve TLS")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port))
+    asyncio.run(serve(args.host, args.port, args.tls_cert, args.tls_key))
