@@ -11,7 +11,8 @@
     │   └── JournalUnavailableError UNAVAILABLE  the database cannot be reached
     └── ConflictError             ABORTED      a revision already exists
 
-Servicers translate with :func:`status_of`; nothing else maps codes.
+Each class carries its code (``error.code``); servicers abort with it, nothing
+else maps codes.
 """
 
 from __future__ import annotations
@@ -79,8 +80,3 @@ class ConflictError(CosError):
     """A revision of the entity already exists in the journal."""
 
     code = grpc.StatusCode.ABORTED
-
-
-def status_of(error: CosError) -> grpc.StatusCode:
-    """The gRPC status code a caller sees for ``error``."""
-    return error.code

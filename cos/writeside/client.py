@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 
 from chief_of_state.v1 import common_pb2, writeside_pb2, writeside_pb2_grpc
 from cos.errors import HandlerCallError
@@ -54,16 +56,12 @@ class WriteHandlerClient:
         metadata: Metadata,
     ) -> writeside_pb2.HandleCommandResponse:
         """Ask the handler which events ``command`` produces."""
-        stub = self._stub or self._open()
         request = writeside_pb2.HandleCommandRequest(
             command=command, prior_state=prior_state, prior_event_meta=prior_meta
         )
-        try:
-            reply: writeside_pb2.HandleCommandResponse = await stub.HandleCommand(
-                request, timeout=self._timeout, metadata=tuple(metadata) or None
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise self._translate("HandleCommand", exc) from None
+        reply: writeside_pb2.HandleCommandResponse = await self._call(
+            "HandleCommand", request, metadata
+        )
         return reply
 
     async def handle_event(
@@ -74,17 +72,22 @@ class WriteHandlerClient:
         metadata: Metadata,
     ) -> writeside_pb2.HandleEventResponse:
         """Ask the handler for the state ``event`` produces."""
-        stub = self._stub or self._open()
         request = writeside_pb2.HandleEventRequest(
             event=event, prior_state=prior_state, event_meta=meta
         )
+        reply: writeside_pb2.HandleEventResponse = await self._call(
+            "HandleEvent", request, metadata
+        )
+        return reply
+
+    async def _call(self, method: str, request: Message, metadata: Metadata) -> Any:
+        stub = self._stub or self._open()
         try:
-            reply: writeside_pb2.HandleEventResponse = await stub.HandleEvent(
+            return await getattr(stub, method)(
                 request, timeout=self._timeout, metadata=tuple(metadata) or None
             )
         except grpc.aio.AioRpcError as exc:
-            raise self._translate("HandleEvent", exc) from None
-        return reply
+            raise self._translate(method, exc) from None
 
     def _translate(self, method: str, exc: grpc.aio.AioRpcError) -> HandlerCallError:
         trailers = tuple(

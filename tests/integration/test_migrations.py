@@ -1,0 +1,35 @@
+"""Alembic migrations: concurrent boots, idempotence."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from cos.journal.database import DatabaseTarget
+from cos.journal.migrate import migrate
+from tests.support import drop_schema, new_schema_name
+
+
+async def test_nodes_migrating_at_once_all_succeed(database_server: DatabaseTarget) -> None:
+    target = database_server.with_schema(new_schema_name())
+    try:
+        await asyncio.gather(*(migrate(target) for _ in range(4)))
+        await migrate(target)
+        conn = await asyncpg.connect(**target.connect_kwargs())
+        try:
+            versions = await conn.fetch("SELECT version_num FROM cos_alembic_version")
+            tables = await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = $1",
+                target.schema,
+            )
+        finally:
+            await conn.close()
+        assert [row["version_num"] for row in versions] == ["0001"]
+        assert {row["table_name"] for row in tables} >= {
+            "cos_journal",
+            "cos_snapshots",
+            "cos_shard_leases",
+        }
+    finally:
+        await drop_schema(target)
