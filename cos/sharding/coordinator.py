@@ -8,19 +8,12 @@ failing host does not stop the others.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from cos.sharding.placement import plan_assignment
 
 log = logging.getLogger(__name__)
-
-
-class HostHandle(Protocol):
-    """What the coordinator needs of a host: assign shards, return their epochs."""
-
-    async def assign(self, shards: Sequence[int]) -> dict[int, int]: ...
 
 
 @dataclass(frozen=True)

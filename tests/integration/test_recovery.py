@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+import ray
 
 from chief_of_state.v1 import service_pb2
 from tests.integration.commands import request, state_of
@@ -12,20 +13,28 @@ from tests.integration.conftest import StartRuntime
 async def test_restart_serves_every_entity_last_state(
     start_cos: StartRuntime,
 ) -> None:
-    cos = await start_cos()
+    cos = await start_cos(num_shards=8)
     expected = {}
     for i in range(30):
         reply = await cos.stub.ProcessCommand(request(f"r-{i}", add=[1] * (i % 4 + 1)))
         expected[f"r-{i}"] = (reply.meta.revision_number, state_of(reply)["total"])
+    before = ray.get(cos.runtime.coordinator.table.remote())
     await cos.channel.close()
     cos.runtime.stop()
 
-    again = await start_cos(port=cos.settings.port)
+    again = await start_cos(port=cos.settings.port, num_shards=8)
+    after = ray.get(again.runtime.coordinator.table.remote())
+    host_id = next(iter(again.runtime.hosts))
+    assert [(o.shard, o.host_id) for o in after] == [(s, host_id) for s in range(8)]
+    assert [o.epoch for o in after] == [o.epoch + 1 for o in before], "a new owner, a new epoch"
     for entity_id, (revision, total) in expected.items():
         got = await again.stub.GetState(service_pb2.GetStateRequest(entity_id=entity_id))
         assert (got.meta.revision_number, state_of(got)["total"]) == (revision, total)
     reply = await again.stub.ProcessCommand(request("r-3", add=[1]))
     assert reply.meta.revision_number == expected["r-3"][0] + 1
+    served = ray.get(again.runtime.hosts[host_id].shards.remote())
+    assert [(i.shard, i.epoch) for i in served] == [(o.shard, o.epoch) for o in after]
+    assert sum(i.active_entities for i in served) == len(expected)
 
 
 async def test_ten_thousand_events_recover_from_the_snapshot_alone(
