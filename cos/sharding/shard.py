@@ -69,12 +69,10 @@ class Shard:
     ) -> EntityState:
         """Run ``command`` in the entity's mailbox; returns the state after it."""
         entity = self._checkout(entity_id)
-        try:
-            # Shielded: a caller that goes away must not cut a command between
-            # its journal commit and the cache update.
-            return await asyncio.shield(self._run(entity, command, metadata))
-        finally:
-            self._release(entity)
+        # Shielded: a caller that goes away must not cut a command between its
+        # journal commit and the cache update. The entity is released by the
+        # shielded task itself, so it stays in the cache until the work is done.
+        return await asyncio.shield(self._run(entity, command, metadata))
 
     async def get_state(self, entity_id: str) -> EntityState:
         """The entity's state after its last committed command."""
@@ -88,9 +86,12 @@ class Shard:
             self._release(entity)
 
     async def _run(self, entity: _Entity, command: any_pb2.Any, metadata: Metadata) -> EntityState:
-        async with entity.lock:
-            current = await self._load(entity)
-            return await self._apply(entity, current, command, metadata)
+        try:
+            async with entity.lock:
+                current = await self._load(entity)
+                return await self._apply(entity, current, command, metadata)
+        finally:
+            self._release(entity)
 
     async def _apply(
         self, entity: _Entity, current: EntityState, command: any_pb2.Any, metadata: Metadata

@@ -59,3 +59,19 @@ async def test_revisions_continue_after_the_entity_left_memory() -> None:
     # the shard must have asked the store again rather than kept a copy.
     again = await s.process_command("e", command(), [])
     assert again.revision == 1
+
+
+async def test_a_cancelled_caller_does_not_release_the_entity_early() -> None:
+    handler = FakeWriteHandler()
+    s = shard(handler, cache_size=1)
+    handler.gate = asyncio.Event()
+    caller = asyncio.create_task(s.process_command("held", command(), []))
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    await asyncio.sleep(0.01)
+    # The command still runs in the shard: its entity must stay put.
+    assert s.passivate(idle_seconds=0, now=10**9) == 0
+    assert s.entity_ids() == ["held"]
+    handler.gate.set()
+    await asyncio.sleep(0.01)
+    assert s.passivate(idle_seconds=0, now=10**9) == 1
