@@ -55,7 +55,7 @@ class DatabaseSettings(BaseSettings):
 
 
 class CosSettings(BaseSettings):
-    """Everything ``cos serve`` needs. Durations ending in ``_ms`` are milliseconds."""
+    """Everything ``cos serve`` needs. Each duration's unit is in its description."""
 
     model_config = SettingsConfigDict(env_prefix="COS_", frozen=True, extra="ignore")
 
@@ -90,8 +90,8 @@ class CosSettings(BaseSettings):
     write_side_state_protos: HeaderList = Field(
         (), description="comma-separated state type names allowed when validating"
     )
-    command_handler_timeout: int = Field(
-        5000, gt=0, description="deadline of each write handler call, in ms"
+    command_handler_timeout: float = Field(
+        5.0, gt=0, description="deadline of each write handler call, in seconds (as in CoS)"
     )
     passivation_idle_seconds: float = Field(
         120.0, gt=0, description="an entity idle this long leaves the cache"

@@ -26,7 +26,7 @@ class WriteHandlerClient:
 
     def __init__(self, settings: CosSettings) -> None:
         self._target = f"{settings.write_side_host}:{settings.write_side_port}"
-        self._timeout = settings.command_handler_timeout / 1000
+        self._timeout = settings.command_handler_timeout
         self._tls = settings.write_side_use_tls
         self._ca_file = settings.write_side_tls_ca_file
         self._channel: grpc.aio.Channel | None = None

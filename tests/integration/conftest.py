@@ -69,7 +69,7 @@ async def start_cos(
             "write_side_port": write_handler,
             "address": "127.0.0.1",
             "port": free_port(),
-            "command_handler_timeout": 5000,
+            "command_handler_timeout": 5.0,
         }
         values.update(overrides)
         settings = CosSettings(**values)

@@ -180,7 +180,7 @@ async def test_handler_down_is_unavailable(start_cos: StartRuntime) -> None:
 async def test_slow_handler_is_deadline_exceeded_and_entity_stays_usable(
     start_cos: StartRuntime,
 ) -> None:
-    cos = await start_cos(command_handler_timeout=300)
+    cos = await start_cos(command_handler_timeout=0.3)
     await cos.stub.ProcessCommand(request("slow", add=[1]))
     with pytest.raises(grpc.aio.AioRpcError) as failed:
         await cos.stub.ProcessCommand(request("slow", add=[1], sleep=1.5))

@@ -23,7 +23,7 @@ def test_defaults_follow_chief_of_state() -> None:
     settings = load_settings()
     assert (settings.port, settings.num_shards, settings.snapshot_frequency) == (9000, 16, 100)
     assert settings.num_snapshots_to_retain == 2
-    assert settings.command_handler_timeout == 5000
+    assert settings.command_handler_timeout == 5.0  # seconds, as Chief of State documents
     assert settings.db.embedded
     assert settings.db.schema_ == "public"
 
