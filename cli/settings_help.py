@@ -12,7 +12,7 @@ def setting_rows(model: type[BaseSettings]) -> list[tuple[str, str, str]]:
     prefix = str(model.model_config.get("env_prefix", ""))
     rows = []
     for name, info in model.model_fields.items():
-        if name == "db":
+        if name in ("db", "read_sides"):
             continue
         env = info.alias or f"{prefix}{name}".upper()
         default = "" if info.is_required() else repr(info.get_default(call_default_factory=False))

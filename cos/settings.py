@@ -7,10 +7,14 @@ settings object through its constructor.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cos.readside.config import ReadSideConfig, ReadSideConfigError, load_read_sides
 
 HeaderList = Annotated[tuple[str, ...], NoDecode]
 
@@ -105,6 +109,19 @@ class CosSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         10.0, ge=0, description="time in-flight commands get to finish on shutdown"
     )
+    read_side_enabled: bool = Field(False, description="deliver events to read sides")
+    read_side_config: str | None = Field(
+        None, description="YAML file, or folder of YAML files, configuring the read sides"
+    )
+    read_side_retry_min_seconds: float = Field(
+        0.2, gt=0, description="first retry delay after a read handler failure, in seconds"
+    )
+    read_side_retry_max_seconds: float = Field(
+        10.0, gt=0, description="longest retry delay for a failing read handler, in seconds"
+    )
+    read_sides: tuple[ReadSideConfig, ...] = Field(
+        (), exclude=True, description="(from COS_READ_SIDE_CONFIG and COS_READ_SIDE_CONFIG__*)"
+    )
     ray_address: str | None = Field(
         None, description="Ray cluster to join; unset = start a local Ray"
     )
@@ -161,10 +178,20 @@ def load_database_settings() -> DatabaseSettings:
         raise SettingsError(_one_line(DatabaseSettings, exc)) from None
 
 
-def load_settings() -> CosSettings:
-    """Read the whole configuration; raise :class:`SettingsError` naming the bad variable."""
+def load_settings(environ: Mapping[str, str] | None = None) -> CosSettings:
+    """Read the whole configuration; raise :class:`SettingsError` naming the bad variable
+    (or the read side and its setting)."""
     db = load_database_settings()
     try:
-        return CosSettings(db=db)
+        settings = CosSettings(db=db)
     except ValidationError as exc:
         raise SettingsError(_one_line(CosSettings, exc)) from None
+    if not settings.read_side_enabled:
+        return settings
+    try:
+        read_sides = load_read_sides(
+            settings.read_side_config, os.environ if environ is None else environ
+        )
+    except ReadSideConfigError as exc:
+        raise SettingsError(str(exc)) from None
+    return settings.model_copy(update={"read_sides": tuple(read_sides)})

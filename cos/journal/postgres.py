@@ -100,6 +100,11 @@ class PostgresJournalStore:
             raise JournalUnavailableError(f"cannot reach the journal database: {exc}") from exc
         return cls(pool, snapshots_to_retain, logical_deletion)
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool, shared with the read-side offset store."""
+        return self._pool
+
     async def acquire_shards(self, shards: Sequence[int], owner: str) -> dict[int, int]:
         """Take each shard's lease for ``owner`` with a higher epoch than any before."""
         try:

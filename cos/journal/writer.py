@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from cos.errors import ConflictError, CosError, JournalUnavailableError
 from cos.journal.store import EntityAppend, JournalStore
@@ -25,6 +26,11 @@ class GroupCommitWriter:
         self._max_batch = max_batch
         self._pending: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every committed flush (read sides wake on it)."""
+        self._listeners.append(listener)
 
     async def write(self, item: EntityAppend) -> None:
         """Return once ``item`` is committed; raise if its transaction failed."""
@@ -60,6 +66,8 @@ class GroupCommitWriter:
             _settle(batch, JournalUnavailableError(f"journal write failed: {exc}"))
         else:
             _settle(batch, None)
+            for listener in self._listeners:
+                listener()
 
 
 def _settle(batch: list[_Waiting], error: BaseException | None) -> None:

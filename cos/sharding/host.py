@@ -12,11 +12,16 @@ from dataclasses import dataclass
 
 import grpc
 
-from chief_of_state.v1 import service_pb2_grpc
+from chief_of_state.v1 import manager_pb2_grpc, service_pb2_grpc
 from cos.errors import ShardNotOwnedError
 from cos.journal.database import DatabaseTarget
 from cos.journal.postgres import PostgresJournalStore
+from cos.readside.hosting import ReadSideHosting
+from cos.readside.manager import ReadSideManager
+from cos.readside.offsets import PostgresOffsetStore
+from cos.readside.runner import RunnerTiming
 from cos.service.command import ChiefOfStateServicer
+from cos.service.manager import ReadSideManagerServicer
 from cos.settings import CosSettings
 from cos.sharding.routing import shard_of
 from cos.sharding.shard import Shard
@@ -46,6 +51,7 @@ class ShardHost:
         self._handler: WriteHandlerClient | None = None
         self._server: grpc.aio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._read_sides: ReadSideHosting | None = None
 
     async def start(self) -> str:
         """Connect to the journal and start serving; returns the bound address."""
@@ -58,10 +64,26 @@ class ShardHost:
             logical_deletion=settings.journal_logical_deletion,
         )
         self._handler = WriteHandlerClient(settings)
+        offsets = PostgresOffsetStore(self._store.pool)
+        timing = RunnerTiming(
+            backoff_min=settings.read_side_retry_min_seconds,
+            backoff_max=settings.read_side_retry_max_seconds,
+        )
+        self._read_sides = ReadSideHosting(settings.read_sides, self._store, offsets, timing)
+        await self._read_sides.listen(self._target)
+        manager = ReadSideManager(
+            [r.read_side_id for r in settings.read_sides],
+            settings.num_shards,
+            offsets,
+            self._read_sides,
+        )
         # so_reuseport off: a second server on the same port must fail, not share it.
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         service_pb2_grpc.add_ChiefOfStateServiceServicer_to_server(
             ChiefOfStateServicer(self), server
+        )
+        manager_pb2_grpc.add_ReadSideManagerServiceServicer_to_server(
+            ReadSideManagerServicer(manager), server
         )
         address = f"{settings.address}:{settings.port}"
         if server.add_insecure_port(address) == 0:
@@ -82,6 +104,9 @@ class ShardHost:
             self._shards[shard] = Shard(
                 shard, epoch, self._store, self._handler, self._settings, per_shard
             )
+        if self._read_sides is not None:
+            for runner in await self._read_sides.start_shards(sorted(epochs)):
+                self._shards[runner.shard].add_commit_listener(runner.wake)
         return {s: self._shards[s].epoch for s in shards}
 
     def route(self, entity_id: str) -> Shard:
@@ -123,6 +148,8 @@ class ShardHost:
         if self._server is not None:
             await self._server.stop(self._settings.shutdown_grace_seconds)
             self._server = None
+        if self._read_sides is not None:
+            await self._read_sides.stop()
         if self._handler is not None:
             await self._handler.close()
         if self._store is not None:

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -59,6 +59,10 @@ class Shard:
     @property
     def epoch(self) -> int:
         return self._writer.epoch
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after each commit of this shard's journal."""
+        self._writer.add_listener(listener)
 
     @property
     def active_entities(self) -> int:

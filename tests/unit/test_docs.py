@@ -9,7 +9,8 @@ from tests.support import ROOT
 
 def test_configuration_doc_lists_every_setting() -> None:
     doc = (ROOT / "docs/configuration.md").read_text()
-    documented = {line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")}
+    cells = {line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")}
+    documented = {name for name in cells if name.startswith(("COS_", "LOG_"))}
     in_code = {env for env, _, _ in setting_rows(CosSettings) + setting_rows(DatabaseSettings)}
     assert documented == in_code
 

@@ -1,0 +1,191 @@
+"""One runner per (read side, shard): ordered, at-least-once delivery.
+
+The runner lives on the host that owns the shard. It reads the journal by the
+shard's gap-free positions, hands each event to the read handler and stores the
+offset after success. The offset row in PostgreSQL is the truth: the runner
+re-reads it every round, and stores progress with compare-and-set, so a pause,
+skip or restart by an operator is never overwritten by a runner mid-batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from chief_of_state.v1 import persistence_pb2
+from cos.journal.store import JournalStore, StoredEvent
+from cos.readside.config import REPLAY_ATTEMPTS, FailurePolicy, ReadSideConfig
+from cos.readside.offsets import PostgresOffsetStore
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[persistence_pb2.EventWrapper], Awaitable[str | None]]
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    SKIPPED = "skipped"
+    STOPPED = "stopped"  # the policy gave up: wait for an operator
+    INTERRUPTED = "interrupted"  # an operator acted while we retried
+
+
+@dataclass(frozen=True)
+class RunnerTiming:
+    """How a runner waits: batch size, safety poll and retry backoff (seconds)."""
+
+    batch_size: int = 100
+    poll_seconds: float = 1.0
+    backoff_min: float = 0.2
+    backoff_max: float = 10.0
+
+
+class ReadSideRunner:
+    """Delivers one shard's events to one read side."""
+
+    def __init__(
+        self,
+        config: ReadSideConfig,
+        shard: int,
+        journal: JournalStore,
+        offsets: PostgresOffsetStore,
+        deliver: Deliver,
+        timing: RunnerTiming = RunnerTiming(),
+    ) -> None:
+        self.config = config
+        self.shard = shard
+        self._journal = journal
+        self._offsets = offsets
+        self._deliver_one = deliver
+        self._timing = timing
+        self._new_events = asyncio.Event()
+        self._control = asyncio.Event()
+        self._stopped_at: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start delivering in the background."""
+        self._task = asyncio.create_task(self._run_forever())
+
+    async def stop(self) -> None:
+        """Stop at once; undelivered progress is simply delivered again later."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def wake(self) -> None:
+        """New events were committed in the shard."""
+        self._new_events.set()
+
+    def poke(self) -> None:
+        """An operator changed this read side: re-read the offset row now."""
+        self._control.set()
+
+    @property
+    def stopped_at(self) -> int | None:
+        """The offset where a failure policy stopped delivery, if it did."""
+        return self._stopped_at
+
+    async def _run_forever(self) -> None:
+        while True:
+            try:
+                await self._round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "read side %s shard %s: round failed", self.config.read_side_id, self.shard
+                )
+                await self._wait(self._control, timeout=self._timing.backoff_max)
+
+    async def _round(self) -> None:
+        if self._control.is_set():
+            self._stopped_at = None  # any operator action lets a stopped runner try again
+        self._control.clear()
+        self._new_events.clear()  # before reading: a commit after the read wakes the next wait
+        offset = await self._offsets.get(self.config.read_side_id, self.shard)
+        if offset.paused or self._stopped_at == offset.position:
+            await self._wait(self._control)
+            return
+        events = await self._journal.read_shard(
+            self.shard, offset.position, self._timing.batch_size
+        )
+        if not events:
+            await self._wait(self._new_events, self._control)
+            return
+        position, outcome = await self._deliver_batch(events, offset.position)
+        if position != offset.position:
+            await self._offsets.advance(
+                self.config.read_side_id, self.shard, offset.position, position
+            )
+        if outcome is Outcome.STOPPED:
+            self._stopped_at = position
+            log.error(
+                "read side %s shard %s stopped at position %d; skip, restart or resume it",
+                self.config.read_side_id,
+                self.shard,
+                position + 1,
+            )
+
+    async def _deliver_batch(self, events: list[StoredEvent], position: int) -> tuple[int, Outcome]:
+        outcome = Outcome.DELIVERED
+        for event in events:
+            if self._control.is_set():
+                break  # operator acted: store progress, then re-read the row
+            outcome = await self._deliver(event)
+            if outcome in (Outcome.STOPPED, Outcome.INTERRUPTED):
+                break
+            position = event.position
+        return position, outcome
+
+    async def _deliver(self, event: StoredEvent) -> Outcome:
+        wrapper = persistence_pb2.EventWrapper.FromString(event.payload)
+        policy = self.config.failure_policy
+        delay = self._timing.backoff_min
+        failures = 0
+        while True:
+            reason = await self._deliver_one(wrapper)
+            if reason is None:
+                return Outcome.DELIVERED
+            failures += 1
+            log.warning(
+                "read side %s shard %s position %d (%s rev %d) failed (%d): %s",
+                self.config.read_side_id,
+                self.shard,
+                event.position,
+                event.entity_id,
+                event.revision,
+                failures,
+                reason,
+            )
+            if policy is FailurePolicy.SKIP:
+                return Outcome.SKIPPED
+            if policy is FailurePolicy.STOP:
+                return Outcome.STOPPED
+            if (
+                policy in (FailurePolicy.REPLAY_SKIP, FailurePolicy.REPLAY_STOP)
+                and failures > REPLAY_ATTEMPTS
+            ):
+                return Outcome.SKIPPED if policy is FailurePolicy.REPLAY_SKIP else Outcome.STOPPED
+            if await self._wait(self._control, timeout=delay):
+                return Outcome.INTERRUPTED
+            delay = min(delay * 2, self._timing.backoff_max)
+
+    async def _wait(self, *events: asyncio.Event, timeout: float | None = None) -> bool:
+        """Wait for any of ``events`` or the timeout (default: the poll); True if one fired."""
+        waiters = [asyncio.ensure_future(e.wait()) for e in events]
+        try:
+            done, _ = await asyncio.wait(
+                waiters,
+                timeout=self._timing.poll_seconds if timeout is None else timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return bool(done)
