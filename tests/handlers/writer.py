@@ -11,6 +11,7 @@ protos of their own. A command says what to do:
 - ``{"event_fail_at": 2}``: HandleEvent of the 2nd event raises INTERNAL
 - ``{"no_state_at": 1}``: HandleEvent of the 1st event returns no state
 - ``{"legacy": true}``: put the single event in the deprecated ``event`` field
+- ``{"poison": true}``: mark the events so the test read handler fails on them
 
 Each event records what HandleCommand saw (prior revision, prior state type,
 request headers). HandleEvent refuses an event whose revision is not the prior
@@ -81,6 +82,7 @@ class TestWriteHandler(writeside_pb2_grpc.WriteSideHandlerServiceServicer):
                     "no_state": index == fields["no_state_at"].number_value
                     if "no_state_at" in fields
                     else False,
+                    "poison": fields["poison"].bool_value if "poison" in fields else False,
                 }
             )
             events.append(_pack(event))

@@ -83,6 +83,14 @@ def test_missing_write_side_host_is_named() -> None:
     assert result.stderr.strip() == "cos: COS_WRITE_SIDE_HOST: required but not set"
 
 
+def test_bad_read_side_setting_names_the_read_side_and_setting() -> None:
+    env = serve_env(1, free_port(), COS_READ_SIDE_ENABLED="true")
+    env["COS_READ_SIDE_CONFIG__HOST__ledger"] = "handler"
+    result = subprocess.run([*COS, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "cos: read side 'ledger': port is required"
+
+
 def test_restart_of_cos_serve_keeps_every_entity(
     database: DatabaseTarget, write_handler: int, serving: list[Serve]
 ) -> None:

@@ -1,0 +1,88 @@
+"""Test read handler processes and helpers to watch what they received."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cos.readside.config import FailurePolicy, ReadSideConfig
+from tests.support import ROOT, Process
+
+
+@dataclass
+class Reader:
+    """A running test read handler and the log of what it saw."""
+
+    process: Process
+    port: int
+    log: Path
+    read_side_id: str
+    policy: FailurePolicy | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, **overrides: Any) -> ReadSideConfig:
+        values: dict[str, Any] = {
+            "read_side_id": self.read_side_id,
+            "host": "127.0.0.1",
+            "port": self.port,
+            "timeout_ms": 5000,
+            "failure_policy": self.policy,
+        }
+        values.update(overrides)
+        return ReadSideConfig(**values)
+
+    def records(self, kind: str = "delivered") -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        lines = self.log.read_text().splitlines()
+        return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+    def delivered(self) -> list[tuple[str, int]]:
+        return [(r["entity_id"], r["revision"]) for r in self.records()]
+
+    def heal(self) -> None:
+        Path(str(self.log) + ".healed").touch()
+
+
+@pytest.fixture
+def start_reader(tmp_path: Path) -> Iterator[Callable[..., Reader]]:
+    started: list[Reader] = []
+
+    def start(
+        read_side_id: str, policy: FailurePolicy | None = None, fail_every: int = 0
+    ) -> Reader:
+        log = tmp_path / f"{read_side_id}.jsonl"
+        args = [sys.executable, str(ROOT / "tests/handlers/reader.py"), "--log", str(log)]
+        process = Process([*args, "--fail-every", str(fail_every)])
+        port = int(process.wait_for(r"listening on [\d.]+:(\d+)", timeout=30).group(1))
+        reader = Reader(process, port, log, read_side_id, policy)
+        started.append(reader)
+        return reader
+
+    yield start
+    for reader in started:
+        reader.process.stop()
+
+
+async def wait_until(
+    check: Callable[[], bool | Awaitable[bool]], timeout: float = 60.0, what: str = ""
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        await asyncio.sleep(0.05)
