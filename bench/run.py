@@ -128,10 +128,15 @@ def _cos_executable() -> str:
 
 
 def runtime_process(
-    settings: BenchSettings, port: int, handler_port: int, schema: str
+    settings: BenchSettings,
+    port: int,
+    handler_port: int,
+    schema: str,
+    extra_env: dict[str, str] | None = None,
 ) -> ServerProcess:
-    """`cos serve` on ``port`` with its own fresh schema."""
+    """`cos serve` on ``port`` with its own fresh schema (and ``extra_env`` on top)."""
     env = {
+        **(extra_env or {}),
         "COS_PORT": str(port),
         "COS_WRITE_SIDE_HOST": "127.0.0.1",
         "COS_WRITE_SIDE_PORT": str(handler_port),

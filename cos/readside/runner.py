@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chief_of_state.v1 import persistence_pb2
 from cos.journal.store import JournalStore, StoredEvent
 from cos.readside.config import REPLAY_ATTEMPTS, FailurePolicy, ReadSideConfig
-from cos.readside.offsets import PostgresOffsetStore
+from cos.readside.offsets import Offset, PostgresOffsetStore
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class ReadSideRunner:
         self._new_events = asyncio.Event()
         self._control = asyncio.Event()
         self._stopped_at: int | None = None
+        self._known: Offset | None = None  # the offset row as last read or written
+        self._read_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -104,11 +107,12 @@ class ReadSideRunner:
                 await self._wait(self._control, timeout=self._timing.backoff_max)
 
     async def _round(self) -> None:
-        if self._control.is_set():
+        poked = self._control.is_set()
+        if poked:
             self._stopped_at = None  # any operator action lets a stopped runner try again
         self._control.clear()
         self._new_events.clear()  # before reading: a commit after the read wakes the next wait
-        offset = await self._offsets.get(self.config.read_side_id, self.shard)
+        offset = await self._offset(reread=poked)
         if offset.paused or self._stopped_at == offset.position:
             await self._wait(self._control)
             return
@@ -120,9 +124,11 @@ class ReadSideRunner:
             return
         position, outcome = await self._deliver_batch(events, offset.position)
         if position != offset.position:
-            await self._offsets.advance(
+            stored = await self._offsets.advance(
                 self.config.read_side_id, self.shard, offset.position, position
             )
+            # An operator changed the row meanwhile: forget it and read it again.
+            self._known = replace(offset, position=position) if stored else None
         if outcome is Outcome.STOPPED:
             self._stopped_at = position
             log.error(
@@ -131,6 +137,16 @@ class ReadSideRunner:
                 self.shard,
                 position + 1,
             )
+
+    async def _offset(self, reread: bool) -> Offset:
+        # Operator changes always poke the runner (locally or by NOTIFY) and the
+        # runner's own writes are compare-and-set, so the row is read again only
+        # when poked, after a lost compare-and-set, or as a slow safety net.
+        stale = time.monotonic() - self._read_at > self._timing.poll_seconds * 5
+        if reread or stale or self._known is None:
+            self._known = await self._offsets.get(self.config.read_side_id, self.shard)
+            self._read_at = time.monotonic()
+        return self._known
 
     async def _deliver_batch(self, events: list[StoredEvent], position: int) -> tuple[int, Outcome]:
         outcome = Outcome.DELIVERED
