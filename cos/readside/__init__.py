@@ -1,1 +1,1 @@
-"""Read sides: ordered, at-least-once delivery of journal events to read handlers (to come)."""
+"""Read sides: ordered, at-least-once delivery of journal events to read handlers."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -86,3 +87,19 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or check}")
         await asyncio.sleep(0.05)
+
+
+def cli(port: int, *args: str, camel: bool = False) -> subprocess.CompletedProcess[str]:
+    where = (
+        ["--cosHost", "127.0.0.1", "--cosPort", str(port)]
+        if camel
+        else ["--cos-host", "127.0.0.1", "--cos-port", str(port)]
+    )
+    command = [sys.executable, "-m", "cli.admin", "readside", *args, *where]
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"},
+    )

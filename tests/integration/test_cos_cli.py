@@ -10,25 +10,9 @@ import asyncpg
 
 from tests.integration.commands import request
 from tests.integration.conftest import StartRuntime
-from tests.integration.readsides import Reader, start_reader, wait_until
+from tests.integration.readsides import Reader, cli, start_reader, wait_until
 
 __all__ = ["start_reader"]
-
-
-def cli(port: int, *args: str, camel: bool = False) -> subprocess.CompletedProcess[str]:
-    where = (
-        ["--cosHost", "127.0.0.1", "--cosPort", str(port)]
-        if camel
-        else ["--cos-host", "127.0.0.1", "--cos-port", str(port)]
-    )
-    command = [sys.executable, "-m", "cli.admin", "readside", *args, *where]
-    return subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"},
-    )
 
 
 async def test_every_readside_subcommand(

@@ -16,7 +16,7 @@ from cos.readside.config import FailurePolicy
 from cos.sharding.routing import shard_of
 from tests.integration.commands import request
 from tests.integration.conftest import RunningRuntime, StartRuntime
-from tests.integration.readsides import Reader, start_reader, wait_until
+from tests.integration.readsides import Reader, cli, start_reader, wait_until
 
 __all__ = ["start_reader"]  # the fixture, re-exported for pytest
 
@@ -120,10 +120,10 @@ async def test_stop_policy_halts_at_the_event_until_skipped(
     assert reader.delivered() == [("s", 1)], "nothing after the failed event"
     assert len([r for r in reader.records("attempt") if r["revision"] == 2]) == 1, "no retries"
 
-    reply = await manager(cos).SkipOffsetByShard(
-        manager_pb2.SkipOffsetByShardRequest(read_side_id="rs-stop", cluster_shard_number=0)
+    skipped = await asyncio.to_thread(
+        cli, cos.settings.port, "skip", "--id", "rs-stop", "--shard-number", "0"
     )
-    assert reply.successful
+    assert skipped.returncode == 0, skipped.stderr
     await wait_until(lambda: ("s", 3) in reader.delivered())
     assert reader.delivered() == [("s", 1), ("s", 3)]
 
