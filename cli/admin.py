@@ -96,52 +96,30 @@ def offset(
     Console().print(offsets_table(read_side_id, offsets))
 
 
-@readside.command()
-def pause(
-    read_side_id: ReadSideId,
-    shard_number: ShardNumber = None,
-    cos_host: CosHost = "localhost",
-    cos_port: CosPort = 9000,
-    timeout: Timeout = 10.0,
-) -> None:
-    """Pause delivery at the next event boundary (stored: survives restarts)."""
-    _change("pause", read_side_id, shard_number, cos_host, cos_port, timeout)
+_HELP = {
+    "pause": "Pause delivery at the next event boundary (stored: survives restarts).",
+    "resume": "Resume delivery where it stopped.",
+    "skip": "Skip the event at the current offset and continue with the next.",
+    "restart": "Clear the offset: deliver again from the first event.",
+}
 
 
-@readside.command()
-def resume(
-    read_side_id: ReadSideId,
-    shard_number: ShardNumber = None,
-    cos_host: CosHost = "localhost",
-    cos_port: CosPort = 9000,
-    timeout: Timeout = 10.0,
-) -> None:
-    """Resume delivery where it stopped."""
-    _change("resume", read_side_id, shard_number, cos_host, cos_port, timeout)
+def _register(action: str) -> None:
+    def command(
+        read_side_id: ReadSideId,
+        shard_number: ShardNumber = None,
+        cos_host: CosHost = "localhost",
+        cos_port: CosPort = 9000,
+        timeout: Timeout = 10.0,
+    ) -> None:
+        _change(action, read_side_id, shard_number, cos_host, cos_port, timeout)
+
+    command.__doc__ = _HELP[action]
+    readside.command(name=action)(command)
 
 
-@readside.command()
-def skip(
-    read_side_id: ReadSideId,
-    shard_number: ShardNumber = None,
-    cos_host: CosHost = "localhost",
-    cos_port: CosPort = 9000,
-    timeout: Timeout = 10.0,
-) -> None:
-    """Skip the event at the current offset and continue with the next."""
-    _change("skip", read_side_id, shard_number, cos_host, cos_port, timeout)
-
-
-@readside.command()
-def restart(
-    read_side_id: ReadSideId,
-    shard_number: ShardNumber = None,
-    cos_host: CosHost = "localhost",
-    cos_port: CosPort = 9000,
-    timeout: Timeout = 10.0,
-) -> None:
-    """Clear the offset: deliver again from the first event."""
-    _change("restart", read_side_id, shard_number, cos_host, cos_port, timeout)
+for _action in _ACTIONS:
+    _register(_action)
 
 
 if __name__ == "__main__":
