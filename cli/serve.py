@@ -12,7 +12,7 @@ import ray
 from cos.journal.database import resolve_target
 from cos.journal.migrate import migrate
 from cos.settings import CosSettings
-from cos.sharding.deploy import NAMESPACE, start_runtime
+from cos.sharding.deploy import NAMESPACE, join_node
 
 log = logging.getLogger("cos.serve")
 
@@ -25,10 +25,11 @@ def run(settings: CosSettings, ray_address: str | None) -> int:
     try:
         asyncio.run(migrate(target))
         log.info("schema %r migrated", target.schema)
-        # "local" starts a cluster of our own; without it Ray would attach to
-        # whatever cluster was started last on this machine.
+        # "local" starts a cluster of our own (on loopback); without it Ray would
+        # attach to whatever cluster was started last on this machine.
         ray.init(
             address=ray_address or "local",
+            _node_ip_address=None if ray_address else "127.0.0.1",
             namespace=NAMESPACE,
             include_dashboard=False,
             logging_level=logging.WARNING,
@@ -36,14 +37,18 @@ def run(settings: CosSettings, ray_address: str | None) -> int:
         )
         # After ray.init, which installs a SIGTERM handler that exits at once.
         stop = _stop_on_signals()
-        runtime = start_runtime(settings, target)
+        runtime = join_node(settings, target)
         try:
             for host_id, bound in runtime.addresses.items():
                 log.info("cos serve ready: %s listening on %s", host_id, bound)
             return _wait(runtime.hosts, stop)
         finally:
-            log.info("shutting down: draining hosts")
-            runtime.stop()
+            log.info("shutting down: handing shards over, draining in-flight commands")
+            for host_id in list(runtime.hosts):
+                try:
+                    runtime.leave(host_id)
+                except Exception as exc:
+                    log.error("graceful hand-over of %s failed: %s", host_id, exc)
     finally:
         if ray.is_initialized():
             ray.shutdown()

@@ -122,6 +122,20 @@ class CosSettings(BaseSettings):
     read_sides: tuple[ReadSideConfig, ...] = Field(
         (), exclude=True, description="(from COS_READ_SIDE_CONFIG and COS_READ_SIDE_CONFIG__*)"
     )
+    cluster_name: str = Field(
+        "cos",
+        pattern=r"^[A-Za-z0-9_-]{1,40}$",
+        description="names this runtime's Ray actors; runtimes sharing a Ray cluster differ",
+    )
+    advertise_address: str | None = Field(
+        None, description="host other nodes use to reach this node's gRPC port (default: node IP)"
+    )
+    host_failure_timeout_seconds: float = Field(
+        5.0, gt=0, description="a shard host silent this long is declared dead"
+    )
+    forward_retry_seconds: float = Field(
+        5.0, ge=0, description="how long a forwarded command is retried while its shard moves"
+    )
     ray_address: str | None = Field(
         None, description="Ray cluster to join; unset = start a local Ray"
     )

@@ -144,6 +144,14 @@ class PostgresJournalStore:
             if self._logical_deletion:
                 await conn.execute(_MARK_DELETED, item.entity_id)
 
+    async def leases(self) -> list[tuple[int, str, int]]:
+        """Every shard lease as (shard, owner, epoch)."""
+        try:
+            rows = await self._pool.fetch("SELECT shard, owner, epoch FROM cos_shard_leases")
+        except _TRANSIENT as exc:
+            raise JournalUnavailableError(f"cannot read shard leases: {exc}") from exc
+        return [(int(r["shard"]), str(r["owner"]), int(r["epoch"])) for r in rows]
+
     async def latest(self, entity_id: str) -> Recovered | None:
         """The newest event or snapshot of the entity: one indexed row, never the history."""
         try:

@@ -66,6 +66,11 @@ class ReadSideHosting:
                 started.append(runner)
         return started
 
+    async def stop_shards(self, shards: Sequence[int]) -> None:
+        """Stop the runners of ``shards`` (the shards moved to another host)."""
+        leaving = [key for key in self._runners if key[1] in shards]
+        await asyncio.gather(*(self._runners.pop(key).stop() for key in leaving))
+
     def poke(self, read_side_id: str, shards: Sequence[int] | None = None) -> None:
         """Make the runners of ``read_side_id`` (in ``shards``, or all) re-read their rows."""
         for (rid, shard), runner in self._runners.items():

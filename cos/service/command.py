@@ -6,23 +6,34 @@ import logging
 from typing import Protocol
 
 import grpc
+from google.protobuf import any_pb2
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
-from cos.errors import CosError, HandlerCallError, InvalidRequestError, NotFoundError
-from cos.sharding.entity import EntityState
-from cos.sharding.shard import Shard
+from cos.errors import (
+    CosError,
+    HandlerCallError,
+    InvalidRequestError,
+    NotFoundError,
+    ShardNotOwnedError,
+)
+from cos.sharding.entity import EntityState, Metadata
+from cos.sharding.forward import FORWARDED, NOT_OWNER
 
 log = logging.getLogger(__name__)
 
 
 class Router(Protocol):
-    """Finds the shard that serves an entity."""
+    """Runs a call on the shard that owns the entity, here or on its owner."""
 
-    def route(self, entity_id: str) -> Shard: ...
+    async def process_command(
+        self, entity_id: str, command: any_pb2.Any, metadata: Metadata, forwarded: bool
+    ) -> EntityState: ...
+
+    async def get_state(self, entity_id: str, forwarded: bool) -> EntityState: ...
 
 
 class ChiefOfStateServicer(service_pb2_grpc.ChiefOfStateServiceServicer):
-    """Validates requests, routes them to their shard and maps errors to statuses."""
+    """Validates requests, hands them to the router and maps errors to statuses."""
 
     def __init__(self, router: Router) -> None:
         self._router = router
@@ -35,8 +46,10 @@ class ChiefOfStateServicer(service_pb2_grpc.ChiefOfStateServiceServicer):
             if not request.HasField("command") or not request.command.type_url:
                 raise InvalidRequestError("command is required")
             metadata = [(m.key, m.value) for m in context.invocation_metadata() or ()]
-            shard = self._router.route(request.entity_id)
-            result = await shard.process_command(request.entity_id, request.command, metadata)
+            forwarded = any(key == FORWARDED for key, _ in metadata)
+            result = await self._router.process_command(
+                request.entity_id, request.command, metadata, forwarded
+            )
         except Exception as exc:
             await _abort(context, exc, "ProcessCommand")
         return service_pb2.ProcessCommandResponse(state=result.state, meta=result.meta)
@@ -46,9 +59,8 @@ class ChiefOfStateServicer(service_pb2_grpc.ChiefOfStateServiceServicer):
     ) -> service_pb2.GetStateResponse:
         try:
             _require_entity_id(request.entity_id)
-            result: EntityState = await self._router.route(request.entity_id).get_state(
-                request.entity_id
-            )
+            forwarded = any(m.key == FORWARDED for m in context.invocation_metadata() or ())
+            result = await self._router.get_state(request.entity_id, forwarded)
             if result.revision == 0:
                 raise NotFoundError(f"entity {request.entity_id!r} not found")
         except Exception as exc:
@@ -64,6 +76,8 @@ def _require_entity_id(entity_id: str) -> None:
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
     if isinstance(exc, HandlerCallError):
         await context.abort(exc.code, str(exc), trailing_metadata=exc.trailing_metadata)
+    if isinstance(exc, ShardNotOwnedError):
+        await context.abort(exc.code, str(exc), trailing_metadata=((NOT_OWNER, "1"),))
     if isinstance(exc, CosError):
         await context.abort(exc.code, str(exc))
     log.exception("%s failed", method)

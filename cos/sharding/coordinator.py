@@ -1,19 +1,31 @@
-"""Coordinator: the shard -> host table and its epochs.
+"""Coordinator: the shard -> host table, its epochs, hand-overs and failure detection.
 
-A plain class; cos.sharding.deploy makes it a named Ray actor. Placement is a
-``reconcile()`` step over the registered hosts, each hand-out guarded so one
-failing host does not stop the others.
+A plain class; cos.sharding.deploy makes it a named, detached Ray actor that Ray
+restarts if it dies. Its inputs are injected: the hosts register themselves, a
+``lookup`` finds a host by id after a restart, and the leases in PostgreSQL are
+the record of who owned what. Placement is ``reconcile()``: plan, then hand
+shards over (old owner releases, new owner takes the lease with a higher epoch),
+each hand-over guarded so one failure does not stop the others.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cos.journal.database import DatabaseTarget
+from cos.journal.postgres import PostgresJournalStore
+from cos.sharding.calls import call
 from cos.sharding.placement import plan_assignment
 
 log = logging.getLogger(__name__)
+
+Lookup = Callable[[str], Any]
 
 
 @dataclass(frozen=True)
@@ -25,45 +37,177 @@ class Ownership:
     epoch: int
 
 
+@dataclass
+class _Host:
+    handle: Any
+    address: str
+    seen: float
+
+
 class Coordinator:
-    """Keeps every shard owned by exactly one registered host."""
+    """Keeps every shard owned by exactly one live host."""
 
-    def __init__(self, num_shards: int) -> None:
+    def __init__(
+        self,
+        num_shards: int,
+        target: DatabaseTarget | None = None,
+        lookup: Lookup | None = None,
+        failure_timeout: float = 5.0,
+        name: str | None = None,
+    ) -> None:
+        self._name = name
         self._num_shards = num_shards
-        self._hosts: dict[str, Any] = {}
+        self._target = target
+        self._lookup = lookup
+        self._failure_timeout = failure_timeout
+        self._hosts: dict[str, _Host] = {}
         self._table: dict[int, Ownership] = {}
+        self._lock = asyncio.Lock()
+        self._self: Any = None
+        self._monitor: asyncio.Task[None] | None = None
 
-    async def register_host(self, host_id: str, handle: Any) -> list[int]:
-        """Add a host and hand it its share of shards; returns the shards it got."""
-        self._hosts[host_id] = handle
-        await self.reconcile()
+    async def start(self) -> None:
+        """Rebuild the table from the leases and watch the hosts. Every entry point
+        calls it, so a coordinator restarted by Ray resumes on its first call."""
+        if self._monitor is not None:
+            return
+        # Hosts call back through this: the actor's own handle, found by its name.
+        # Lookups block, so they run off the event loop.
+        if self._lookup and self._name:
+            self._self = await asyncio.to_thread(self._lookup, self._name)
+        else:
+            self._self = self
+        async with self._lock:
+            await self._rebuild()
+        self._monitor = asyncio.create_task(self._watch_forever())
+
+    async def _rebuild(self) -> None:
+        if self._target is None or self._lookup is None:
+            return
+        store = await PostgresJournalStore.connect(self._target, max_size=2)
+        try:
+            leases = await store.leases()
+        finally:
+            await store.close()
+        # Only hosts of this runtime: another runtime sharing the schema is not ours.
+        prefix = f"{self._name.removesuffix('coordinator')}host-" if self._name else ""
+        for owner in {owner for _, owner, _ in leases if owner.startswith(prefix)}:
+            with contextlib.suppress(Exception):
+                handle = await asyncio.to_thread(self._lookup, owner)
+                address = await asyncio.wait_for(call(handle.address), self._failure_timeout)
+                self._hosts[owner] = _Host(handle, address, time.monotonic())
+                await call(handle.attach, self._self)
+        for shard, owner, epoch in leases:
+            if owner in self._hosts and shard < self._num_shards:
+                self._table[shard] = Ownership(shard, owner, epoch)
+        if self._hosts:
+            log.info(
+                "coordinator rebuilt %d shards on %d hosts", len(self._table), len(self._hosts)
+            )
+            await self._reconcile()
+
+    async def register_host(self, host_id: str, handle: Any, address: str) -> list[int]:
+        """Add a host (a node joined) and rebalance; returns the shards it got."""
+        await self.start()
+        async with self._lock:
+            self._hosts[host_id] = _Host(handle, address, time.monotonic())
+            await call(handle.attach, self._self)
+            await self._reconcile()
         return sorted(s for s, o in self._table.items() if o.host_id == host_id)
 
-    async def reconcile(self) -> None:
-        """Bring the table to the planned assignment."""
-        current = {shard: o.host_id for shard, o in self._table.items()}
-        plan = plan_assignment(self._num_shards, list(self._hosts), current)
-        wanted: dict[str, list[int]] = {}
-        for shard, host_id in plan.items():
-            if current.get(shard) != host_id:
-                wanted.setdefault(host_id, []).append(shard)
-        for host_id, shards in wanted.items():
-            try:
-                epochs = await _call(self._hosts[host_id].assign, sorted(shards))
-            except Exception:
-                log.exception("assigning shards %s to host %s failed", shards, host_id)
-                continue
-            for shard, epoch in epochs.items():
-                self._table[shard] = Ownership(shard, host_id, epoch)
+    async def deregister_host(self, host_id: str) -> None:
+        """A host leaves gracefully: its shards are handed over before it goes."""
+        await self.start()
+        async with self._lock:
+            leaving = self._hosts.pop(host_id, None)
+            if leaving is not None:
+                await self._reconcile(leaving={host_id: leaving})
+
+    async def routes(self) -> dict[int, tuple[str, str]]:
+        """shard -> (host id, address) for routing."""
+        await self.start()
+        return {
+            shard: (o.host_id, self._hosts[o.host_id].address)
+            for shard, o in self._table.items()
+            if o.host_id in self._hosts
+        }
 
     async def table(self) -> list[Ownership]:
         """The shard table, by shard number."""
+        await self.start()
         return [self._table[s] for s in sorted(self._table)]
 
+    async def hosts(self) -> dict[str, str]:
+        """host id -> address of every live host."""
+        return {host_id: host.address for host_id, host in self._hosts.items()}
 
-async def _call(method: Any, *args: Any) -> Any:
-    # A Ray actor handle's methods are called with .remote(); plain objects directly.
-    remote = getattr(method, "remote", None)
-    if remote is not None:
-        return await remote(*args)
-    return await method(*args)
+    async def _reconcile(self, leaving: dict[str, _Host] | None = None) -> None:
+        leaving = leaving or {}
+        current = {s: o.host_id for s, o in self._table.items() if o.host_id in self._hosts}
+        plan = plan_assignment(self._num_shards, list(self._hosts), current)
+        moves: dict[tuple[str | None, str], list[int]] = {}
+        for shard, host_id in sorted(plan.items()):
+            owner = self._table[shard].host_id if shard in self._table else None
+            if owner != host_id:
+                moves.setdefault((owner, host_id), []).append(shard)
+        for (owner, host_id), shards in moves.items():
+            await self._hand_over(
+                shards, self._hosts.get(owner or "") or leaving.get(owner or ""), host_id
+            )
+        for shard in [s for s, o in self._table.items() if o.host_id not in self._hosts]:
+            del self._table[shard]  # no live host left to serve it
+        await self._publish_routes()
+
+    async def _hand_over(self, shards: list[int], owner: _Host | None, host_id: str) -> None:
+        if owner is not None:
+            try:
+                await asyncio.wait_for(call(owner.handle.release, shards), 60)
+            except Exception:
+                log.exception("old owner did not release shards %s; fencing covers it", shards)
+        try:
+            epochs = await call(self._hosts[host_id].handle.assign, shards)
+        except Exception:
+            log.exception("assigning shards %s to host %s failed", shards, host_id)
+            return
+        for shard, epoch in epochs.items():
+            self._table[shard] = Ownership(shard, host_id, epoch)
+
+    async def _publish_routes(self) -> None:
+        routes = await self.routes()
+        for host_id, host in list(self._hosts.items()):
+            try:
+                await asyncio.wait_for(call(host.handle.set_routes, routes), self._failure_timeout)
+            except Exception:
+                log.warning("could not send routes to host %s", host_id)
+
+    async def _watch_forever(self) -> None:
+        interval = min(1.0, self._failure_timeout / 5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._check_hosts(interval)
+            except Exception:
+                log.exception("host check failed")
+
+    async def _check_hosts(self, interval: float) -> None:
+        now = time.monotonic()
+        pings = {
+            host_id: asyncio.ensure_future(asyncio.wait_for(call(host.handle.ping), interval))
+            for host_id, host in self._hosts.items()
+        }
+        dead = []
+        for host_id, ping in pings.items():
+            try:
+                await ping
+                if host_id in self._hosts:
+                    self._hosts[host_id].seen = now
+            except Exception:
+                host = self._hosts.get(host_id)
+                if host is not None and now - host.seen >= self._failure_timeout:
+                    dead.append(host_id)
+        if dead:
+            async with self._lock:
+                for host_id in dead:
+                    log.warning("host %s stopped answering; moving its shards", host_id)
+                    self._hosts.pop(host_id, None)
+                await self._reconcile()

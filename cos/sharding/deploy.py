@@ -1,8 +1,12 @@
-"""Turns ShardHost and Coordinator into Ray actors and starts a runtime on a cluster."""
+"""Turns ShardHost and Coordinator into Ray actors and starts hosts on nodes.
+
+Each node runs one ShardHost. ``cos serve`` starts the host of its own node
+(`join_node`); tests start hosts on every node of a cluster (`start_runtime`).
+Either way the host registers with the cluster's one coordinator.
+"""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,60 +19,99 @@ from cos.sharding.coordinator import Coordinator
 from cos.sharding.host import ShardHost
 
 NAMESPACE = "cos"
+# A node label naming the gRPC port of that node's host (several nodes on one machine).
+PORT_LABEL = "cos-port"
 
 # Hosts and the coordinator take no CPU slot: they are I/O bound and must
 # always be schedulable next to user work.
 ShardHostActor = ray.remote(num_cpus=0, max_restarts=0)(ShardHost)
-CoordinatorActor = ray.remote(num_cpus=0, max_restarts=-1)(Coordinator)
+CoordinatorActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3)(Coordinator)
+
+
+def lookup_actor(name: str) -> Any:
+    """A named actor of the runtime's namespace."""
+    return ray.get_actor(name, namespace=NAMESPACE)
 
 
 @dataclass
 class Runtime:
-    """Handles of a running deployment."""
+    """Handles of the actors this process started."""
 
     name: str
     coordinator: Any
     hosts: dict[str, Any] = field(default_factory=dict)
     addresses: dict[str, str] = field(default_factory=dict)
 
+    def leave(self, host_id: str) -> None:
+        """Hand the host's shards to the other hosts, then stop it."""
+        ray.get(self.coordinator.deregister_host.remote(host_id), timeout=120)
+        host = self.hosts.pop(host_id)
+        ray.get(host.stop.remote(), timeout=60)
+        ray.kill(host)
+
     def stop(self) -> None:
-        """Drain every host, then remove the actors."""
-        ray.get([host.stop.remote() for host in self.hosts.values()], timeout=60)
-        for actor in [*self.hosts.values(), self.coordinator]:
+        """Stop every host of this runtime and the coordinator (no hand-over)."""
+        hosts = list(self.hosts.values())
+        ray.get([host.stop.remote() for host in hosts], timeout=60)
+        for actor in [*hosts, self.coordinator]:
             ray.kill(actor)
         self.hosts.clear()
 
 
-def start_runtime(settings: CosSettings, target: DatabaseTarget, name: str = "") -> Runtime:
-    """Create the coordinator and one shard host per alive Ray node, and assign shards.
+def coordinator_of(settings: CosSettings, target: DatabaseTarget) -> Any:
+    """The cluster's coordinator, created when it does not exist yet."""
+    name = f"{settings.cluster_name}-coordinator"
+    handle: Any = CoordinatorActor.options(
+        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(settings.num_shards, target, lookup_actor, settings.host_failure_timeout_seconds, name)
+    ray.get(handle.start.remote())
+    return handle
 
-    ``name`` keeps the actors of several runtimes on one cluster apart (tests);
-    a fresh one is made when empty.
-    """
-    name = name or f"cos-{uuid.uuid4().hex[:8]}"
-    coordinator = CoordinatorActor.options(
-        name=f"{name}-coordinator", namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote(settings.num_shards)
-    runtime = Runtime(name, coordinator)
+
+def start_host(
+    runtime: Runtime, settings: CosSettings, target: DatabaseTarget, node: dict[str, Any]
+) -> str:
+    """Start the host of ``node``, register it, and return its id."""
+    port = int(node.get("Labels", {}).get(PORT_LABEL, settings.port))
+    advertise = f"{settings.advertise_address or node['NodeManagerAddress']}:{port}"
+    host_id = f"{runtime.name}-host-{node['NodeID'][:12]}"
+    host: Any = ShardHostActor.options(
+        name=host_id,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+    ).remote(settings, target, host_id, port, advertise)
+    runtime.hosts[host_id] = host
+    ray.get(host.start.remote())
+    runtime.addresses[host_id] = advertise
+    ray.get(runtime.coordinator.register_host.remote(host_id, host, advertise))
+    return host_id
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    """The Ray nodes that are alive."""
     nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return [node for node in nodes if node.get("Alive")]
+
+
+def start_runtime(
+    settings: CosSettings, target: DatabaseTarget, nodes: list[dict[str, Any]] | None = None
+) -> Runtime:
+    """The coordinator and one host per node (default: every alive node)."""
+    runtime = Runtime(settings.cluster_name, coordinator_of(settings, target))
     try:
-        for node in nodes:
-            if node.get("Alive"):
-                _start_host(runtime, settings, target, node["NodeID"])
+        for node in alive_nodes() if nodes is None else nodes:
+            start_host(runtime, settings, target, node)
     except BaseException:
         runtime.stop()
         raise
     return runtime
 
 
-def _start_host(runtime: Runtime, settings: CosSettings, target: DatabaseTarget, node: str) -> None:
-    host_id = f"{runtime.name}-host-{node[:12]}"
-    host: Any = ShardHostActor.options(
-        name=host_id,
-        namespace=NAMESPACE,
-        lifetime="detached",
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-    ).remote(settings, target, host_id)
-    runtime.hosts[host_id] = host
-    runtime.addresses[host_id] = ray.get(host.start.remote())
-    ray.get(runtime.coordinator.register_host.remote(host_id, host))
+def join_node(settings: CosSettings, target: DatabaseTarget) -> Runtime:
+    """What ``cos serve`` does: start and register the host of the node it runs on."""
+    here = ray.get_runtime_context().get_node_id()
+    node = next(n for n in alive_nodes() if n["NodeID"] == here)
+    runtime = Runtime(settings.cluster_name, coordinator_of(settings, target))
+    start_host(runtime, settings, target, node)
+    return runtime

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from google.protobuf import any_pb2
 
+from cos.errors import ShardNotOwnedError
 from cos.journal.store import JournalStore
 from cos.journal.writer import GroupCommitWriter
 from cos.settings import CosSettings
@@ -54,6 +55,10 @@ class Shard:
         self._entities: OrderedDict[str, _Entity] = OrderedDict()
         self._writer = GroupCommitWriter(store, number, epoch, settings.journal_max_batch)
         self._propagated = (*settings.write_side_propagated_headers, *TRACE_HEADERS)
+        self._closed = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._snapshot_every = None if settings.disable_snapshot else settings.snapshot_frequency
 
     @property
@@ -135,7 +140,20 @@ class Shard:
             entity.current = logic.recovered_state(entity.entity_id, record)
         return entity.current
 
+    async def close(self, timeout: float) -> bool:
+        """Refuse new calls and wait for in-flight ones; False if some outlived ``timeout``."""
+        self._closed = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
     def _checkout(self, entity_id: str) -> _Entity:
+        if self._closed:
+            raise ShardNotOwnedError(f"shard {self.number} is being handed over")
+        self._inflight += 1
+        self._idle.clear()
         entity = self._entities.get(entity_id)
         if entity is None:
             entity = self._entities[entity_id] = _Entity(entity_id)
@@ -150,6 +168,9 @@ class Shard:
     def _release(self, entity: _Entity) -> None:
         entity.busy -= 1
         entity.last_used = time.monotonic()
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
 
     def _evict_overflow(self) -> None:
         excess = len(self._entities) - self._cache_size

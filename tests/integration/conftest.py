@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ def ray_session() -> Iterator[None]:
     """One real local Ray for the whole session."""
     ray.init(
         address="local",
+        _node_ip_address="127.0.0.1",
         num_cpus=2,
         include_dashboard=False,
         namespace=NAMESPACE,
@@ -70,6 +72,8 @@ async def start_cos(
             "address": "127.0.0.1",
             "port": free_port(),
             "command_handler_timeout": 5.0,
+            "advertise_address": "127.0.0.1",
+            "cluster_name": f"t{uuid.uuid4().hex[:10]}",
         }
         values.update(overrides)
         settings = CosSettings(**values)

@@ -41,7 +41,7 @@ async def test_tls_to_the_write_handler(start_cos: StartRuntime, tmp_path: Path)
 async def test_host_whose_lease_was_taken_cannot_write(
     start_cos: StartRuntime, database: DatabaseTarget, db: asyncpg.Connection
 ) -> None:
-    cos = await start_cos(num_shards=4)
+    cos = await start_cos(num_shards=4, forward_retry_seconds=1.0)
     await cos.stub.ProcessCommand(request("fenced", add=[1]))
     shard = shard_of("fenced", 4)
     # Another owner takes the shard's lease, as a new host would after a partition.
@@ -55,5 +55,7 @@ async def test_host_whose_lease_was_taken_cannot_write(
         await cos.stub.ProcessCommand(request("fenced", add=[1]))
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "stale" in (refused.value.details() or "")
+    host = next(iter(cos.runtime.hosts.values()))
+    assert (await host.stats.remote())["fenced_writes"] == 1
     rows = await db.fetch("SELECT revision FROM cos_journal WHERE entity_id = 'fenced'")
     assert [row["revision"] for row in rows] == [1]
