@@ -12,7 +12,7 @@ import ray
 from cos.journal.database import resolve_target
 from cos.journal.migrate import migrate
 from cos.settings import CosSettings
-from cos.sharding.deploy import NAMESPACE, join_node
+from cos.sharding.deploy import FAST_NODE_FAILURE, NAMESPACE, join_node
 
 log = logging.getLogger("cos.serve")
 
@@ -30,6 +30,7 @@ def run(settings: CosSettings, ray_address: str | None) -> int:
         ray.init(
             address=ray_address or "local",
             _node_ip_address=None if ray_address else "127.0.0.1",
+            _system_config=None if ray_address else FAST_NODE_FAILURE,
             namespace=NAMESPACE,
             include_dashboard=False,
             logging_level=logging.WARNING,

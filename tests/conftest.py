@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Ray uses the loopback address for every node when this is 0 (read when Ray is
+# imported, so before any import of it): all test traffic stays on 127.0.0.1.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 from collections.abc import AsyncIterator, Iterator
 
 import pytest

@@ -64,13 +64,18 @@ class Coordinator:
         self._table: dict[int, Ownership] = {}
         self._lock = asyncio.Lock()
         self._self: Any = None
+        self._starting: asyncio.Future[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Rebuild the table from the leases and watch the hosts. Every entry point
-        calls it, so a coordinator restarted by Ray resumes on its first call."""
-        if self._monitor is not None:
-            return
+        calls it, so a coordinator restarted by Ray resumes on its first call; the
+        work runs once, whoever calls first."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
         # Hosts call back through this: the actor's own handle, found by its name.
         # Lookups block, so they run off the event loop.
         if self._lookup and self._name:
@@ -126,6 +131,9 @@ class Coordinator:
     async def routes(self) -> dict[int, tuple[str, str]]:
         """shard -> (host id, address) for routing."""
         await self.start()
+        return self._routes()
+
+    def _routes(self) -> dict[int, tuple[str, str]]:
         return {
             shard: (o.host_id, self._hosts[o.host_id].address)
             for shard, o in self._table.items()
@@ -173,7 +181,7 @@ class Coordinator:
             self._table[shard] = Ownership(shard, host_id, epoch)
 
     async def _publish_routes(self) -> None:
-        routes = await self.routes()
+        routes = self._routes()
         for host_id, host in list(self._hosts.items()):
             try:
                 await asyncio.wait_for(call(host.handle.set_routes, routes), self._failure_timeout)

@@ -28,6 +28,12 @@ ShardHostActor = ray.remote(num_cpus=0, max_restarts=0)(ShardHost)
 CoordinatorActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3)(Coordinator)
 
 
+# Ray declares a node dead after health_check_failure_threshold missed checks
+# (default 5 x 3 s). The coordinator may live on that node, so a lost node is
+# only handed over after Ray notices: clusters we start notice within ~3 s.
+FAST_NODE_FAILURE = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
+
+
 def lookup_actor(name: str) -> Any:
     """A named actor of the runtime's namespace."""
     return ray.get_actor(name, namespace=NAMESPACE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -259,6 +260,10 @@ class ShardHost:
     async def address(self) -> str:
         """Where other hosts reach this host's gRPC server."""
         return self._advertise
+
+    async def pid(self) -> int:
+        """The process id (tests pause it to simulate a partition)."""
+        return os.getpid()
 
     async def ping(self) -> str:
         """Liveness probe for the driver and the coordinator."""

@@ -21,20 +21,20 @@ from cos.sharding.deploy import NAMESPACE, Runtime, start_runtime
 from tests.support import free_port, start_write_handler
 
 
-@pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
-    """One real local Ray for the whole session."""
-    ray.init(
-        address="local",
-        _node_ip_address="127.0.0.1",
-        num_cpus=2,
-        include_dashboard=False,
-        namespace=NAMESPACE,
-        logging_level=logging.WARNING,
-        configure_logging=False,
-    )
-    yield
-    ray.shutdown()
+@pytest.fixture
+def ray_session() -> None:
+    """A real local Ray, started once and kept for the session (the cluster tests
+    connect elsewhere and disconnect when done)."""
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            _node_ip_address="127.0.0.1",
+            num_cpus=2,
+            include_dashboard=False,
+            namespace=NAMESPACE,
+            logging_level=logging.WARNING,
+            configure_logging=False,
+        )
 
 
 @pytest.fixture(scope="session")

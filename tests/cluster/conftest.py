@@ -1,0 +1,164 @@
+"""A real multi-node Ray cluster on this machine (ray.cluster_utils), per test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from chief_of_state.v1 import service_pb2_grpc
+from cos.journal.database import DatabaseTarget
+from cos.settings import CosSettings
+from cos.sharding.deploy import (
+    FAST_NODE_FAILURE,
+    NAMESPACE,
+    PORT_LABEL,
+    Runtime,
+    alive_nodes,
+    start_host,
+    start_runtime,
+)
+from tests.support import free_port, start_write_handler
+
+
+@pytest.fixture(scope="session")
+def write_handler() -> Iterator[int]:
+    process, port = start_write_handler()
+    yield port
+    process.stop()
+
+
+@dataclass
+class Nodes:
+    """The Ray cluster of one test and the gRPC port of each node."""
+
+    cluster: Cluster
+    ports: dict[str, int] = field(default_factory=dict)  # node id -> port
+
+    def add(self) -> dict[str, Any]:
+        port = free_port()
+        node = self.cluster.add_node(
+            num_cpus=1, node_ip_address="127.0.0.1", labels={PORT_LABEL: str(port)}
+        )
+        self.cluster.wait_for_nodes()
+        self.ports[node.node_id] = port
+        return next(n for n in alive_nodes() if n["NodeID"] == node.node_id)
+
+
+@pytest.fixture
+def nodes() -> Iterator[Nodes]:
+    if ray.is_initialized():
+        ray.shutdown()  # the integration suite's local Ray; it is started again on demand
+    head_port = free_port()
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "node_ip_address": "127.0.0.1",
+            "labels": {PORT_LABEL: str(head_port)},
+            "include_dashboard": False,
+            "_system_config": FAST_NODE_FAILURE,
+        },
+    )
+    found = Nodes(cluster)
+    found.ports[cluster.head_node.node_id] = head_port
+    for _ in range(2):
+        port = free_port()
+        node = cluster.add_node(
+            num_cpus=1, node_ip_address="127.0.0.1", labels={PORT_LABEL: str(port)}
+        )
+        found.ports[node.node_id] = port
+    cluster.wait_for_nodes()
+    ray.init(
+        address=cluster.address,
+        namespace=NAMESPACE,
+        logging_level=logging.WARNING,
+        configure_logging=False,
+    )
+    yield found
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@dataclass
+class ClusterRuntime:
+    """A runtime spread over the nodes, with a client per node port."""
+
+    runtime: Runtime
+    settings: CosSettings
+    target: DatabaseTarget
+    stubs: dict[str, service_pb2_grpc.ChiefOfStateServiceStub]  # host id -> stub
+    channels: list[grpc.aio.Channel]
+
+    def add_stub(self, host_id: str) -> None:
+        channel = grpc.aio.insecure_channel(self.runtime.addresses[host_id])
+        self.channels.append(channel)
+        self.stubs[host_id] = service_pb2_grpc.ChiefOfStateServiceStub(channel)
+
+    async def table(self) -> list[Any]:
+        # The coordinator may be restarting (its node died): Ray retries the call.
+        for _ in range(60):
+            try:
+                return await asyncio.to_thread(
+                    ray.get, self.runtime.coordinator.table.remote(), timeout=30
+                )
+            except ray.exceptions.ActorUnavailableError:
+                await asyncio.sleep(0.5)
+        raise AssertionError("the coordinator did not come back")
+
+    async def join(self, node: dict[str, Any]) -> str:
+        host_id = await asyncio.to_thread(
+            start_host, self.runtime, self.settings, self.target, node
+        )
+        self.add_stub(host_id)
+        return host_id
+
+
+@pytest.fixture
+async def db(database: DatabaseTarget) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(**database.connect_kwargs())
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def cluster_cos(
+    nodes: Nodes, database: DatabaseTarget, write_handler: int
+) -> AsyncIterator[Any]:
+    started: list[ClusterRuntime] = []
+
+    async def start(**overrides: Any) -> ClusterRuntime:
+        values: dict[str, Any] = {
+            "write_side_host": "127.0.0.1",
+            "write_side_port": write_handler,
+            "address": "127.0.0.1",
+            "advertise_address": "127.0.0.1",
+            "cluster_name": f"c{uuid.uuid4().hex[:10]}",
+            "num_shards": 16,
+            "host_failure_timeout_seconds": 3.0,
+        }
+        values.update(overrides)
+        settings = CosSettings(**values)
+        runtime = await asyncio.to_thread(start_runtime, settings, database)
+        running = ClusterRuntime(runtime, settings, database, {}, [])
+        for host_id in runtime.hosts:
+            running.add_stub(host_id)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        for channel in running.channels:
+            await channel.close()
+        with contextlib.suppress(Exception):  # a node of the test may be gone
+            await asyncio.to_thread(running.runtime.stop)

@@ -1,0 +1,240 @@
+"""Shards spread over a real multi-node Ray cluster: routing, joins, failures, fencing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+import asyncpg
+import grpc
+import ray
+
+from chief_of_state.v1 import service_pb2
+from cos.sharding.routing import shard_of
+from tests.cluster.conftest import ClusterRuntime, Nodes
+from tests.integration.commands import request, state_of
+from tests.integration.readsides import start_reader
+
+__all__ = ["start_reader"]  # the fixture, for pytest
+
+
+async def journal_revisions(db: asyncpg.Connection) -> dict[str, list[int]]:
+    rows = await db.fetch(
+        "SELECT entity_id, revision FROM cos_journal ORDER BY entity_id, revision"
+    )
+    found: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        found[row["entity_id"]].append(row["revision"])
+    return found
+
+
+class Load:
+    """Commands sent continuously to random hosts; remembers every acknowledged revision."""
+
+    def __init__(self, cos: ClusterRuntime, entities: list[str]) -> None:
+        self.cos = cos
+        self.entities = entities
+        self.acked: dict[str, set[int]] = defaultdict(set)
+        self.errors: Counter[str] = Counter()
+        self.targets = list(cos.stubs)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, workers: int = 8) -> None:
+        self._tasks = [asyncio.create_task(self._work(i)) for i in range(workers)]
+
+    async def _work(self, worker: int) -> None:
+        rng = random.Random(worker)
+        mine = self.entities[worker :: len(self._tasks) or 1]
+        while not self._stop.is_set():
+            entity_id = rng.choice(mine)
+            stub = self.cos.stubs[rng.choice(self.targets)]
+            try:
+                reply = await stub.ProcessCommand(request(entity_id, add=[1]), timeout=30)
+                self.acked[entity_id].add(reply.meta.revision_number)
+            except grpc.aio.AioRpcError as exc:
+                self.errors[exc.code().name] += 1
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+
+def assert_journal_consistent(revisions: dict[str, list[int]], load: Load) -> None:
+    for entity_id, found in revisions.items():
+        assert found == list(range(1, len(found) + 1)), f"{entity_id}: gap or duplicate"
+    for entity_id, acked in load.acked.items():
+        assert acked <= set(revisions[entity_id]), f"{entity_id}: an acknowledged command is lost"
+
+
+async def test_three_nodes_own_every_shard_once_and_answer_alike(cluster_cos: Any) -> None:
+    cos: ClusterRuntime = await cluster_cos()
+    table = await cos.table()
+    assert [o.shard for o in table] == list(range(16))
+    per_host = Counter(o.host_id for o in table)
+    assert sorted(per_host.values()) == [5, 5, 6]
+    assert set(per_host) == set(cos.runtime.hosts)
+    hosts = list(cos.stubs)
+    for i in range(12):
+        entity_id = f"spread-{i}"
+        sent = await cos.stubs[hosts[i % 3]].ProcessCommand(request(entity_id, add=[i, 1]))
+        for host_id in hosts:
+            got = await cos.stubs[host_id].GetState(
+                service_pb2.GetStateRequest(entity_id=entity_id)
+            )
+            assert (got.state, got.meta) == (sent.state, sent.meta), host_id
+        again = await cos.stubs[hosts[(i + 1) % 3]].ProcessCommand(request(entity_id, add=[1]))
+        assert again.meta.revision_number == 3  # the first command made two events
+        assert state_of(again)["total"] == i + 2
+
+
+def first_worker(nodes: Nodes) -> Any:
+    return min(nodes.cluster.worker_nodes, key=lambda node: node.node_id)
+
+
+def host_of(cos: ClusterRuntime, node_id: str) -> str:
+    return next(h for h in cos.runtime.hosts if h.endswith(node_id[:12]))
+
+
+async def wait_for(check: Any, timeout: float, what: str) -> float:
+    """Seconds until ``check()`` (awaitable) is true."""
+    began = time.monotonic()
+    while not await check():
+        if time.monotonic() - began > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)
+    return time.monotonic() - began
+
+
+async def test_a_joining_node_takes_its_share_during_load(
+    cluster_cos: Any, nodes: Nodes, db: asyncpg.Connection
+) -> None:
+    cos: ClusterRuntime = await cluster_cos()
+    load = Load(cos, [f"join-{i}" for i in range(40)])
+    load.start()
+    await asyncio.sleep(2)
+    new_host = await cos.join(nodes.add())
+    await asyncio.sleep(3)
+    await load.stop()
+    owners = Counter(o.host_id for o in await cos.table())
+    assert owners[new_host] == 4 and sorted(owners.values()) == [4, 4, 4, 4]
+    assert set(load.errors) <= {"UNAVAILABLE"}, load.errors
+    assert sum(len(a) for a in load.acked.values()) > 50
+    assert_journal_consistent(await journal_revisions(db), load)
+
+
+async def test_a_graceful_leave_hands_shards_over_during_load(
+    cluster_cos: Any, nodes: Nodes, db: asyncpg.Connection
+) -> None:
+    cos: ClusterRuntime = await cluster_cos()
+    leaving = host_of(cos, first_worker(nodes).node_id)
+    load = Load(cos, [f"leave-{i}" for i in range(40)])
+    load.targets = [h for h in cos.stubs if h != leaving]
+    load.start()
+    await asyncio.sleep(2)
+    await asyncio.to_thread(cos.runtime.leave, leaving)
+    await asyncio.sleep(2)
+    await load.stop()
+    owners = Counter(o.host_id for o in await cos.table())
+    assert leaving not in owners and sorted(owners.values()) == [8, 8]
+    assert set(load.errors) <= {"UNAVAILABLE"}, load.errors
+    assert_journal_consistent(await journal_revisions(db), load)
+
+
+async def test_a_lost_node_is_replaced_within_the_bound_and_read_sides_go_on(
+    cluster_cos: Any, nodes: Nodes, db: asyncpg.Connection, start_reader: Any
+) -> None:
+    reader = start_reader("rs-cluster")
+    cos: ClusterRuntime = await cluster_cos(
+        read_side_enabled=True,
+        read_sides=(reader.config(),),
+        read_side_retry_min_seconds=0.05,
+        read_side_retry_max_seconds=0.5,
+    )
+    victim_node = first_worker(nodes)
+    victim = host_of(cos, victim_node.node_id)
+    load = Load(cos, [f"lost-{i}" for i in range(40)])
+    load.targets = [h for h in cos.stubs if h != victim]
+    load.start()
+    await asyncio.sleep(2)
+    nodes.cluster.remove_node(victim_node, allow_graceful=False)
+
+    async def replaced() -> bool:
+        table = await cos.table()
+        return len(table) == 16 and all(o.host_id != victim for o in table)
+
+    took = await wait_for(replaced, 30, "the lost node's shards to be owned again")
+    bound = cos.settings.host_failure_timeout_seconds + 10
+    assert took < bound, f"failover took {took:.1f} s"
+    await asyncio.sleep(2)
+    await load.stop()
+    revisions = await journal_revisions(db)
+    assert_journal_consistent(revisions, load)
+    expected = {(e, r) for e, revs in revisions.items() for r in revs}
+
+    async def all_delivered() -> bool:
+        return set(reader.delivered()) >= expected
+
+    await wait_for(all_delivered, 60, "every event at the read side")
+    highest: dict[str, int] = defaultdict(int)
+    for entity_id, revision in reader.delivered():
+        assert revision <= highest[entity_id] + 1, f"{entity_id}: revision {revision} skipped ahead"
+        highest[entity_id] = max(highest[entity_id], revision)
+
+
+async def test_a_partitioned_host_has_its_next_write_refused(
+    cluster_cos: Any, nodes: Nodes, db: asyncpg.Connection
+) -> None:
+    cos: ClusterRuntime = await cluster_cos(host_failure_timeout_seconds=2.0)
+    victim = host_of(cos, first_worker(nodes).node_id)
+    table = await cos.table()
+    shard = next(o.shard for o in table if o.host_id == victim)
+    entity_id = next(e for e in (f"part-{i}" for i in range(10_000)) if shard_of(e, 16) == shard)
+    first = await cos.stubs[victim].ProcessCommand(request(entity_id, add=[1]))
+    assert first.meta.revision_number == 1
+    pid = await asyncio.to_thread(ray.get, cos.runtime.hosts[victim].pid.remote())
+    os.kill(pid, signal.SIGSTOP)  # the host is cut off: alive, but silent
+    try:
+
+        async def moved() -> bool:
+            owners = {o.shard: o.host_id for o in await cos.table()}
+            return owners.get(shard) not in (None, victim)
+
+        await wait_for(moved, 30, "the shard to move away from the silent host")
+        other = next(h for h in cos.stubs if h != victim)
+        second = await cos.stubs[other].ProcessCommand(request(entity_id, add=[1]))
+        assert second.meta.revision_number == 2
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # The old owner still believes it owns the shard and has revision 1 cached:
+    # its write is refused by the database, and the command runs on the new owner.
+    third = await cos.stubs[victim].ProcessCommand(request(entity_id, add=[1]), timeout=30)
+    assert third.meta.revision_number == 3
+    stats = await asyncio.to_thread(ray.get, cos.runtime.hosts[victim].stats.remote())
+    assert stats["fenced_writes"] >= 1
+    rows = await db.fetch("SELECT revision FROM cos_journal WHERE entity_id = $1", entity_id)
+    assert sorted(r["revision"] for r in rows) == [1, 2, 3]
+
+
+async def test_a_coordinator_restart_keeps_the_assignment(cluster_cos: Any) -> None:
+    cos: ClusterRuntime = await cluster_cos()
+    before = [(o.shard, o.host_id, o.epoch) for o in await cos.table()]
+    ray.kill(cos.runtime.coordinator, no_restart=False)
+
+    async def answers() -> bool:
+        try:
+            return bool(await cos.table())
+        except Exception:
+            return False
+
+    await wait_for(answers, 60, "the restarted coordinator")
+    after = [(o.shard, o.host_id, o.epoch) for o in await cos.table()]
+    assert after == before
+    for i, stub in enumerate(cos.stubs.values()):
+        reply = await stub.ProcessCommand(request(f"after-restart-{i}", add=[1]))
+        assert reply.meta.revision_number == 1
