@@ -80,5 +80,36 @@ def serve(
     sys.exit(run(settings, address or settings.ray_address))
 
 
+@app.command()
+def shards(
+    address: Annotated[str, typer.Option(help="Ray cluster to look at")] = "auto",
+    cluster_name: Annotated[
+        str, typer.Option(envvar="COS_CLUSTER_NAME", help="the runtime's COS_CLUSTER_NAME")
+    ] = "cos",
+) -> None:
+    """Print which host owns each shard, its epoch and its active entities."""
+    import ray
+    from rich.console import Console
+
+    from cli.cluster_format import shards_table
+    from cos.sharding.deploy import NAMESPACE, lookup_actor
+
+    ray.init(address=address, namespace=NAMESPACE, logging_level=logging.ERROR)
+    try:
+        try:
+            coordinator = lookup_actor(f"{cluster_name}-coordinator")
+        except ValueError:
+            raise _fail(f"no runtime named {cluster_name!r} on this Ray cluster") from None
+        ownership = ray.get(coordinator.table.remote(), timeout=30)
+        addresses = ray.get(coordinator.hosts.remote(), timeout=30)
+        active: dict[int, int] = {}
+        for host_id in addresses:
+            for info in ray.get(lookup_actor(host_id).shards.remote(), timeout=30):
+                active[info.shard] = info.active_entities
+        Console().print(shards_table(ownership, addresses, active))
+    finally:
+        ray.shutdown()
+
+
 if __name__ == "__main__":
     app()

@@ -6,6 +6,8 @@ import asyncio
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from typing import Any
@@ -238,3 +240,44 @@ async def test_a_coordinator_restart_keeps_the_assignment(cluster_cos: Any) -> N
     for i, stub in enumerate(cos.stubs.values()):
         reply = await stub.ProcessCommand(request(f"after-restart-{i}", add=[1]))
         assert reply.meta.revision_number == 1
+
+
+async def test_cos_shards_prints_the_table(cluster_cos: Any, nodes: Nodes) -> None:
+    cos: ClusterRuntime = await cluster_cos()
+    host_ids = list(cos.stubs)
+    await cos.stubs[host_ids[0]].ProcessCommand(request("shown", add=[1]))
+    command = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "shards",
+        "--address",
+        nodes.cluster.address,
+        "--cluster-name",
+        cos.settings.cluster_name,
+    ]
+    result = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.replace("│", " ").split() for line in result.stdout.splitlines()]
+    rows = [r for r in rows if len(r) == 5 and all(r[i].isdigit() for i in (0, 3, 4))]
+    table = {o.shard: o for o in await cos.table()}
+    assert sorted(int(r[0]) for r in rows) == list(range(16))
+    for shard_text, host_id, address, epoch, _active in rows:
+        owner = table[int(shard_text)]
+        assert (host_id, address, int(epoch)) == (
+            owner.host_id,
+            cos.runtime.addresses[owner.host_id],
+            owner.epoch,
+        )
+    assert sum(int(r[4]) for r in rows) == 1
+    missing = await asyncio.to_thread(
+        subprocess.run, [*command[:-1], "nope"], capture_output=True, text=True, timeout=120
+    )
+    assert missing.returncode == 2 and "no runtime named 'nope'" in missing.stderr
