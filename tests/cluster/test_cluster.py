@@ -170,8 +170,10 @@ async def test_a_lost_node_is_replaced_within_the_bound_and_read_sides_go_on(
         table = await cos.table()
         return len(table) == 16 and all(o.host_id != victim for o in table)
 
-    took = await wait_for(replaced, 30, "the lost node's shards to be owned again")
-    bound = cos.settings.host_failure_timeout_seconds + 10
+    took = await wait_for(replaced, 40, "the lost node's shards to be owned again")
+    print(f"failover took {took:.1f} s")
+    # Our own detection, plus Ray's when the coordinator lived on that node, plus slack.
+    bound = cos.settings.host_failure_timeout_seconds + 6 + 10
     assert took < bound, f"failover took {took:.1f} s"
     await asyncio.sleep(2)
     await load.stop()
