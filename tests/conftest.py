@@ -10,11 +10,12 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 
 from cos.journal.database import DatabaseTarget
 from cos.journal.migrate import migrate
-from tests.support import drop_schema, find_database, new_schema_name
+from tests.support import drop_schema, find_database, new_schema_name, start_write_handler
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +34,19 @@ async def database(database_server: DatabaseTarget) -> AsyncIterator[DatabaseTar
     await migrate(target)
     yield target
     await drop_schema(target)
+
+
+@pytest.fixture
+async def db(database: DatabaseTarget) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the test's schema, to look at what was written."""
+    conn = await asyncpg.connect(**database.connect_kwargs())
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+def write_handler() -> Iterator[int]:
+    """The test write handler in its own process; yields its port."""
+    process, port = start_write_handler()
+    yield port
+    process.stop()

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
 import ray
@@ -28,14 +27,7 @@ from cos.sharding.deploy import (
     start_host,
     start_runtime,
 )
-from tests.support import free_port, start_write_handler
-
-
-@pytest.fixture(scope="session")
-def write_handler() -> Iterator[int]:
-    process, port = start_write_handler()
-    yield port
-    process.stop()
+from tests.support import free_port
 
 
 @dataclass
@@ -122,13 +114,6 @@ class ClusterRuntime:
         )
         self.add_stub(host_id)
         return host_id
-
-
-@pytest.fixture
-async def db(database: DatabaseTarget) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(**database.connect_kwargs())
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
 import ray
@@ -18,7 +17,7 @@ from chief_of_state.v1 import service_pb2_grpc
 from cos.journal.database import DatabaseTarget
 from cos.settings import CosSettings
 from cos.sharding.deploy import NAMESPACE, Runtime, start_runtime
-from tests.support import free_port, start_write_handler
+from tests.support import free_port
 
 
 @pytest.fixture
@@ -35,14 +34,6 @@ def ray_session() -> None:
             logging_level=logging.WARNING,
             configure_logging=False,
         )
-
-
-@pytest.fixture(scope="session")
-def write_handler() -> Iterator[int]:
-    """The test write handler in its own process; yields its port."""
-    process, port = start_write_handler()
-    yield port
-    process.stop()
 
 
 @dataclass
@@ -89,11 +80,3 @@ async def start_cos(
     for running in started:
         await running.channel.close()
         await asyncio.to_thread(running.runtime.stop)
-
-
-@pytest.fixture
-async def db(database: DatabaseTarget) -> AsyncIterator[asyncpg.Connection]:
-    """A plain connection to the test's schema, to look at what was written."""
-    conn = await asyncpg.connect(**database.connect_kwargs())
-    yield conn
-    await conn.close()
