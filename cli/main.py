@@ -76,8 +76,13 @@ def serve(
         raise _fail(str(exc)) from None
     _configure_logging(settings.log_level)
     from cli.serve import run
+    from cos.sharding.deploy import ClusterMismatchError, NodeTakenError
 
-    sys.exit(run(settings, address or settings.ray_address))
+    try:
+        code = run(settings, address or settings.ray_address)
+    except (NodeTakenError, ClusterMismatchError) as exc:
+        raise _fail(str(exc)) from None
+    sys.exit(code)
 
 
 @app.command()

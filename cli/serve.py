@@ -31,6 +31,8 @@ def run(settings: CosSettings, ray_address: str | None) -> int:
             address=ray_address or "local",
             _node_ip_address=None if ray_address else "127.0.0.1",
             _system_config=None if ray_address else FAST_NODE_FAILURE,
+            # Picks this machine's node when several run on it (default: the head).
+            _temp_dir=settings.ray_temp_dir if ray_address else None,
             namespace=NAMESPACE,
             include_dashboard=False,
             logging_level=logging.WARNING,

@@ -139,6 +139,10 @@ class CosSettings(BaseSettings):
     ray_address: str | None = Field(
         None, description="Ray cluster to join; unset = start a local Ray"
     )
+    ray_temp_dir: str | None = Field(
+        None,
+        description="--temp-dir of the Ray node to join, when several share one machine",
+    )
     log_level: str = Field("INFO", alias="LOG_LEVEL", description="log level")
 
     @field_validator(

@@ -93,6 +93,33 @@ class Process:
         return code
 
 
+COS = [sys.executable, "-m", "cli.main"]
+
+
+def serve_env(handler_port: int, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COS_", "RAY_ADDRESS"))}
+    env.update(
+        COS_WRITE_SIDE_HOST="127.0.0.1",
+        COS_WRITE_SIDE_PORT=str(handler_port),
+        COS_PORT=str(port),
+        COS_ADDRESS="127.0.0.1",
+        COS_NUM_SHARDS="4",
+    )
+    env.update(extra)
+    return env
+
+
+def db_env(target: DatabaseTarget) -> dict[str, str]:
+    return {
+        "COS_DB_HOST": target.host,
+        "COS_DB_PORT": str(target.port),
+        "COS_DB_USER": target.user,
+        "COS_DB_PASSWORD": target.password,
+        "COS_DB_NAME": target.database,
+        "COS_DB_SCHEMA": target.schema,
+    }
+
+
 def start_write_handler(*extra: str) -> tuple[Process, int]:
     script = str(ROOT / "tests/handlers/writer.py")
     process = Process([sys.executable, script, "--port", "0", *extra])

@@ -37,6 +37,14 @@ class Ownership:
     epoch: int
 
 
+def layout_of(num_shards: int, target: DatabaseTarget | None) -> str:
+    """The settings hosts of one runtime must agree on, in words."""
+    where = "no database"
+    if target is not None:
+        where = f"schema {target.schema!r} of {target.database} at {target.host}:{target.port}"
+    return f"COS_NUM_SHARDS={num_shards}, journal in {where}"
+
+
 @dataclass
 class _Host:
     handle: Any
@@ -66,6 +74,10 @@ class Coordinator:
         self._self: Any = None
         self._starting: asyncio.Future[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
+
+    async def layout(self) -> str:
+        """What every host of this runtime must share: shard count and journal."""
+        return layout_of(self._num_shards, self._target)
 
     async def start(self) -> None:
         """Rebuild the table from the leases and watch the hosts. Every entry point

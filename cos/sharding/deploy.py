@@ -7,16 +7,21 @@ Either way the host registers with the cluster's one coordinator.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.exceptions import ActorAlreadyExistsError, ActorDiedError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cos.journal.database import DatabaseTarget
 from cos.settings import CosSettings
-from cos.sharding.coordinator import Coordinator
+from cos.sharding.coordinator import Coordinator, layout_of
 from cos.sharding.host import ShardHost
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = "cos"
 # A node label naming the gRPC port of that node's host (several nodes on one machine).
@@ -33,6 +38,14 @@ CoordinatorActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3)(C
 # only handed over after Ray notices: clusters we start notice within ~6 s.
 # Fewer misses make a busy but healthy node look dead (seen on 2 loaded cores).
 FAST_NODE_FAILURE = {"health_check_period_ms": 1000, "health_check_failure_threshold": 6}
+
+
+class NodeTakenError(RuntimeError):
+    """A shard host of this runtime already serves the node (one host per node)."""
+
+
+class ClusterMismatchError(RuntimeError):
+    """The runtime of that name on the cluster runs with other shards or journal."""
 
 
 def lookup_actor(name: str) -> Any:
@@ -66,13 +79,37 @@ class Runtime:
 
 
 def coordinator_of(settings: CosSettings, target: DatabaseTarget) -> Any:
-    """The cluster's coordinator, created when it does not exist yet."""
+    """The cluster's coordinator, created when it does not exist yet.
+
+    A coordinator left idle by an earlier run with other settings (every host
+    gone) is replaced; one that still has hosts is a configuration error.
+    """
     name = f"{settings.cluster_name}-coordinator"
-    handle: Any = CoordinatorActor.options(
-        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote(settings.num_shards, target, lookup_actor, settings.host_failure_timeout_seconds, name)
-    ray.get(handle.start.remote())
-    return handle
+    wanted = layout_of(settings.num_shards, target)
+    for _ in range(100):
+        handle: Any = CoordinatorActor.options(
+            name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote(
+            settings.num_shards, target, lookup_actor, settings.host_failure_timeout_seconds, name
+        )
+        try:
+            found = ray.get(handle.layout.remote(), timeout=60)
+        except ActorDiedError:
+            time.sleep(0.1)  # the idle one being replaced; its name is not free yet
+            continue
+        if found == wanted:
+            ray.get(handle.start.remote())
+            return handle
+        if ray.get(handle.hosts.remote(), timeout=60):
+            raise ClusterMismatchError(
+                f"runtime {settings.cluster_name!r} on this Ray cluster runs with {found};"
+                f" this node has {wanted}: give every node the same settings, or another"
+                " COS_CLUSTER_NAME"
+            )
+        log.warning("replacing the idle coordinator %s (it ran with %s)", name, found)
+        ray.kill(handle, no_restart=True)
+        time.sleep(0.1)
+    raise ClusterMismatchError(f"could not replace the idle coordinator {name}")
 
 
 def start_host(
@@ -82,12 +119,19 @@ def start_host(
     port = int(node.get("Labels", {}).get(PORT_LABEL, settings.port))
     advertise = f"{settings.advertise_address or node['NodeManagerAddress']}:{port}"
     host_id = f"{runtime.name}-host-{node['NodeID'][:12]}"
-    host: Any = ShardHostActor.options(
-        name=host_id,
-        namespace=NAMESPACE,
-        lifetime="detached",
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-    ).remote(settings, target, host_id, port, advertise)
+    try:
+        host: Any = ShardHostActor.options(
+            name=host_id,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+        ).remote(settings, target, host_id, port, advertise)
+    except ActorAlreadyExistsError:
+        raise NodeTakenError(
+            f"{host_id} already serves Ray node {node['NodeID'][:12]}: run one cos serve per"
+            " node (on a machine with several nodes, COS_RAY_TEMP_DIR picks the node;"
+            " runtimes sharing a cluster need different COS_CLUSTER_NAMEs)"
+        ) from None
     runtime.hosts[host_id] = host
     ray.get(host.start.remote())
     runtime.addresses[host_id] = advertise

@@ -4,74 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter, defaultdict
 from typing import Any
 
 import asyncpg
-import grpc
 import ray
 
 from chief_of_state.v1 import service_pb2
 from cos.sharding.routing import shard_of
+from tests.cluster.checks import Load, assert_journal_consistent, journal_revisions, wait_for
 from tests.cluster.conftest import ClusterRuntime, Nodes
 from tests.integration.commands import request, state_of
 from tests.integration.readsides import start_reader
 
 __all__ = ["start_reader"]  # the fixture, for pytest
-
-
-async def journal_revisions(db: asyncpg.Connection) -> dict[str, list[int]]:
-    rows = await db.fetch(
-        "SELECT entity_id, revision FROM cos_journal ORDER BY entity_id, revision"
-    )
-    found: dict[str, list[int]] = defaultdict(list)
-    for row in rows:
-        found[row["entity_id"]].append(row["revision"])
-    return found
-
-
-class Load:
-    """Commands sent continuously to random hosts; remembers every acknowledged revision."""
-
-    def __init__(self, cos: ClusterRuntime, entities: list[str]) -> None:
-        self.cos = cos
-        self.entities = entities
-        self.acked: dict[str, set[int]] = defaultdict(set)
-        self.errors: Counter[str] = Counter()
-        self.targets = list(cos.stubs)
-        self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def start(self, workers: int = 8) -> None:
-        self._tasks = [asyncio.create_task(self._work(i)) for i in range(workers)]
-
-    async def _work(self, worker: int) -> None:
-        rng = random.Random(worker)
-        mine = self.entities[worker :: len(self._tasks) or 1]
-        while not self._stop.is_set():
-            entity_id = rng.choice(mine)
-            stub = self.cos.stubs[rng.choice(self.targets)]
-            try:
-                reply = await stub.ProcessCommand(request(entity_id, add=[1]), timeout=30)
-                self.acked[entity_id].add(reply.meta.revision_number)
-            except grpc.aio.AioRpcError as exc:
-                self.errors[exc.code().name] += 1
-
-    async def stop(self) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-
-
-def assert_journal_consistent(revisions: dict[str, list[int]], load: Load) -> None:
-    for entity_id, found in revisions.items():
-        assert found == list(range(1, len(found) + 1)), f"{entity_id}: gap or duplicate"
-    for entity_id, acked in load.acked.items():
-        assert acked <= set(revisions[entity_id]), f"{entity_id}: an acknowledged command is lost"
 
 
 async def test_three_nodes_own_every_shard_once_and_answer_alike(cluster_cos: Any) -> None:
@@ -103,21 +52,11 @@ def host_of(cos: ClusterRuntime, node_id: str) -> str:
     return next(h for h in cos.runtime.hosts if h.endswith(node_id[:12]))
 
 
-async def wait_for(check: Any, timeout: float, what: str) -> float:
-    """Seconds until ``check()`` (awaitable) is true."""
-    began = time.monotonic()
-    while not await check():
-        if time.monotonic() - began > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.1)
-    return time.monotonic() - began
-
-
 async def test_a_joining_node_takes_its_share_during_load(
     cluster_cos: Any, nodes: Nodes, db: asyncpg.Connection
 ) -> None:
     cos: ClusterRuntime = await cluster_cos()
-    load = Load(cos, [f"join-{i}" for i in range(40)])
+    load = Load(cos.stubs, [f"join-{i}" for i in range(40)])
     load.start()
     await asyncio.sleep(2)
     new_host = await cos.join(nodes.add())
@@ -135,7 +74,7 @@ async def test_a_graceful_leave_hands_shards_over_during_load(
 ) -> None:
     cos: ClusterRuntime = await cluster_cos()
     leaving = host_of(cos, first_worker(nodes).node_id)
-    load = Load(cos, [f"leave-{i}" for i in range(40)])
+    load = Load(cos.stubs, [f"leave-{i}" for i in range(40)])
     load.targets = [h for h in cos.stubs if h != leaving]
     load.start()
     await asyncio.sleep(2)
@@ -160,7 +99,7 @@ async def test_a_lost_node_is_replaced_within_the_bound_and_read_sides_go_on(
     )
     victim_node = first_worker(nodes)
     victim = host_of(cos, victim_node.node_id)
-    load = Load(cos, [f"lost-{i}" for i in range(40)])
+    load = Load(cos.stubs, [f"lost-{i}" for i in range(40)])
     load.targets = [h for h in cos.stubs if h != victim]
     load.start()
     await asyncio.sleep(2)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,33 +12,7 @@ import pytest
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
 from cos.journal.database import DatabaseTarget
 from tests.integration.commands import request, state_of
-from tests.support import Process, free_port
-
-COS = [sys.executable, "-m", "cli.main"]
-
-
-def serve_env(handler_port: int, port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COS_", "RAY_ADDRESS"))}
-    env.update(
-        COS_WRITE_SIDE_HOST="127.0.0.1",
-        COS_WRITE_SIDE_PORT=str(handler_port),
-        COS_PORT=str(port),
-        COS_ADDRESS="127.0.0.1",
-        COS_NUM_SHARDS="4",
-    )
-    env.update(extra)
-    return env
-
-
-def db_env(target: DatabaseTarget) -> dict[str, str]:
-    return {
-        "COS_DB_HOST": target.host,
-        "COS_DB_PORT": str(target.port),
-        "COS_DB_USER": target.user,
-        "COS_DB_PASSWORD": target.password,
-        "COS_DB_NAME": target.database,
-        "COS_DB_SCHEMA": target.schema,
-    }
+from tests.support import COS, Process, db_env, free_port, serve_env
 
 
 class Serve:

@@ -1,0 +1,76 @@
+"""Load and journal checks shared by the cluster tests."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import grpc
+
+from chief_of_state.v1 import service_pb2_grpc
+from tests.integration.commands import request
+
+Stub = service_pb2_grpc.ChiefOfStateServiceStub
+
+
+async def journal_revisions(db: asyncpg.Connection) -> dict[str, list[int]]:
+    rows = await db.fetch(
+        "SELECT entity_id, revision FROM cos_journal ORDER BY entity_id, revision"
+    )
+    found: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        found[row["entity_id"]].append(row["revision"])
+    return found
+
+
+class Load:
+    """Commands sent continuously to random hosts; remembers every acknowledged revision."""
+
+    def __init__(self, stubs: dict[str, Stub], entities: list[str]) -> None:
+        self.stubs = stubs
+        self.entities = entities
+        self.acked: dict[str, set[int]] = defaultdict(set)
+        self.errors: Counter[str] = Counter()
+        self.targets = list(stubs)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, workers: int = 8) -> None:
+        self._tasks = [asyncio.create_task(self._work(i)) for i in range(workers)]
+
+    async def _work(self, worker: int) -> None:
+        rng = random.Random(worker)
+        mine = self.entities[worker :: len(self._tasks) or 1]
+        while not self._stop.is_set():
+            entity_id = rng.choice(mine)
+            stub = self.stubs[rng.choice(self.targets)]
+            try:
+                reply = await stub.ProcessCommand(request(entity_id, add=[1]), timeout=30)
+                self.acked[entity_id].add(reply.meta.revision_number)
+            except grpc.aio.AioRpcError as exc:
+                self.errors[exc.code().name] += 1
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+
+def assert_journal_consistent(revisions: dict[str, list[int]], load: Load) -> None:
+    for entity_id, found in revisions.items():
+        assert found == list(range(1, len(found) + 1)), f"{entity_id}: gap or duplicate"
+    for entity_id, acked in load.acked.items():
+        assert acked <= set(revisions[entity_id]), f"{entity_id}: an acknowledged command is lost"
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> float:
+    """Seconds until ``check()`` (awaitable) is true."""
+    began = time.monotonic()
+    while not await check():
+        if time.monotonic() - began > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)
+    return time.monotonic() - began

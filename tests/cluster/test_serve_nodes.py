@@ -1,0 +1,241 @@
+"""``cos serve`` as operators run it: one per node of a ``ray start`` cluster.
+
+Each node is a real ``ray start`` (its own raylet and ``--temp-dir``); each ``cos serve``
+joins the cluster and finds its own node through ``COS_RAY_TEMP_DIR``. SIGTERM to one of them
+must hand its shards over before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import grpc
+import psutil
+import pytest
+
+from chief_of_state.v1 import service_pb2, service_pb2_grpc
+from cos.journal.database import DatabaseTarget
+from cos.sharding.deploy import FAST_NODE_FAILURE
+from tests.cluster.checks import Load, assert_journal_consistent, journal_revisions, wait_for
+from tests.integration.commands import request
+from tests.support import COS, Process, db_env, drop_schema, free_port, serve_env
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+class RayNode:
+    """One ``ray start`` node; its processes share a session, which is how they are stopped."""
+
+    def __init__(self, head_address: str | None) -> None:
+        # Socket paths live under the temp dir and must stay short.
+        self.temp_dir = tempfile.mkdtemp(prefix="cosray-", dir="/tmp")
+        args = [RAY, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1"]
+        args += ["--temp-dir", self.temp_dir, "--disable-usage-stats"]
+        if head_address is None:
+            self.address = f"127.0.0.1:{free_port()}"
+            args += ["--head", "--port", self.address.split(":")[1]]
+            args += ["--include-dashboard", "false"]
+            args += ["--ray-client-server-port", str(free_port())]
+            args += ["--system-config", json.dumps(FAST_NODE_FAILURE)]
+        else:
+            self.address = head_address
+            args += ["--address", head_address]
+        # Not the tests' loopback-only mode: ray start refuses a second node in it.
+        env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+        started = subprocess.Popen(
+            args,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.session = started.pid
+        output, _ = started.communicate(timeout=120)
+        if started.returncode != 0:
+            self.stop()
+            raise AssertionError(f"ray start failed:\n{output}")
+
+    def stop(self) -> None:
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if os.getsid(process.pid) == self.session:
+                    process.kill()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_nodes() -> Iterator[list[RayNode]]:
+    head = RayNode(None)
+    nodes = [head]
+    try:
+        nodes.append(RayNode(head.address))
+        yield nodes
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+
+
+class NodeServe:
+    """``cos serve`` on one node, with a client on its port."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.env = env
+        self.args = args
+        self.process = Process([*COS, "serve", *args], env=env)
+        ready = self.process.wait_for(r"cos serve ready: (\S+) listening on", timeout=180)
+        self.host_id = ready.group(1)
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{env['COS_PORT']}")
+        self.stub = service_pb2_grpc.ChiefOfStateServiceStub(self.channel)
+
+
+@pytest.fixture
+async def node_serves(
+    ray_nodes: list[RayNode], database: DatabaseTarget, write_handler: int
+) -> AsyncIterator[list[NodeServe]]:
+    common = {
+        **db_env(database),
+        "COS_NUM_SHARDS": "8",
+        "COS_ADDRESS": "0.0.0.0",  # peers reach it at the node's address
+        "COS_CLUSTER_NAME": f"serve{os.getpid()}",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
+    }
+    head, worker = ray_nodes
+    # Both spellings of the cluster address: the flag and COS_RAY_ADDRESS.
+    first_env = serve_env(write_handler, free_port(), **common, COS_RAY_TEMP_DIR=head.temp_dir)
+    first = NodeServe(first_env, "--address", head.address)
+    serves = [first]
+    try:
+        second_env = serve_env(
+            write_handler,
+            free_port(),
+            **common,
+            COS_RAY_TEMP_DIR=worker.temp_dir,
+            COS_RAY_ADDRESS=worker.address,
+        )
+        serves.append(NodeServe(second_env))
+        yield serves
+    finally:
+        for serve in serves:
+            await serve.channel.close()
+            serve.process.stop()
+
+
+async def owners(db: asyncpg.Connection) -> dict[int, tuple[str, int]]:
+    """shard -> (owner, epoch) as the leases in PostgreSQL say."""
+    rows = await db.fetch("SELECT shard, owner, epoch FROM cos_shard_leases")
+    return {row["shard"]: (row["owner"], row["epoch"]) for row in rows}
+
+
+async def test_cos_serve_per_node_forwards_and_hands_over_on_sigterm(
+    node_serves: list[NodeServe], db: asyncpg.Connection
+) -> None:
+    staying, leaving = node_serves
+
+    async def balanced() -> bool:
+        found = await owners(db)
+        counts = Counter(owner for owner, _ in found.values())
+        return len(found) == 8 and counts == {staying.host_id: 4, leaving.host_id: 4}
+
+    await wait_for(balanced, 60, "the shards to be split between the two nodes")
+    assert staying.host_id != leaving.host_id  # each cos serve found its own node
+
+    # Either port answers for every entity, with the same reply.
+    for i in range(8):
+        entity_id = f"node-{i}"
+        sender, other = (staying, leaving) if i % 2 else (leaving, staying)
+        sent = await sender.stub.ProcessCommand(request(entity_id, add=[i]))
+        got = await other.stub.GetState(service_pb2.GetStateRequest(entity_id=entity_id))
+        assert (got.state, got.meta) == (sent.state, sent.meta)
+
+    before = await owners(db)
+    load = Load(
+        {"staying": staying.stub, "leaving": leaving.stub}, [f"term-{i}" for i in range(40)]
+    )
+    load.start()
+    await asyncio.sleep(2)
+    leaving.process.proc.send_signal(signal.SIGTERM)
+    began = time.monotonic()
+    code = await asyncio.to_thread(leaving.process.proc.wait, 120)
+    print(f"cos serve exited {code} after {time.monotonic() - began:.1f} s")
+    load.targets = ["staying"]
+    await asyncio.sleep(2)
+    await load.stop()
+
+    assert code == 0, leaving.process.output
+    log = leaving.process.output
+    assert "handing shards over" in log
+    assert "failed" not in log and "still in flight" not in log, log
+    after = await owners(db)
+    assert {owner for owner, _ in after.values()} == {staying.host_id}
+    for shard, (owner, epoch) in before.items():
+        assert after[shard][1] == (epoch if owner == staying.host_id else epoch + 1), shard
+    # A client of the leaving node sees UNAVAILABLE once its port closes, nothing else.
+    assert set(load.errors) <= {"UNAVAILABLE"}, load.errors
+    assert sum(len(acked) for acked in load.acked.values()) > 50
+    assert_journal_consistent(await journal_revisions(db), load)
+
+
+async def refused(serve: NodeServe, **changes: str) -> str:
+    """Start ``cos serve`` like ``serve`` but with ``changes``; it must exit 2: its last line."""
+    env = {**serve.env, "COS_PORT": str(free_port()), **changes}
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [*COS, "serve", *serve.args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+async def test_cos_serve_refuses_a_taken_node_and_other_settings_then_replaces_an_idle_runtime(
+    node_serves: list[NodeServe], database: DatabaseTarget
+) -> None:
+    first, second = node_serves
+    taken = await refused(first)
+    assert taken.startswith(f"cos: {first.host_id} already serves Ray node"), taken
+    assert "COS_RAY_TEMP_DIR" in taken
+    elsewhere = f"{database.schema}_other"  # cos serve migrates it before it is refused
+    try:
+        await refused_then_replaced(first, second, database.schema, elsewhere)
+    finally:
+        await drop_schema(database.with_schema(elsewhere))
+
+
+async def refused_then_replaced(
+    first: NodeServe, second: NodeServe, schema: str, elsewhere: str
+) -> None:
+    mismatch = await refused(first, COS_DB_SCHEMA=elsewhere)
+    assert mismatch.startswith("cos: runtime 'serve"), mismatch
+    assert f"schema {schema!r}" in mismatch and f"schema {elsewhere!r}" in mismatch
+    # The refused processes left the running ones alone.
+    reply = await first.stub.ProcessCommand(request("after-refusal", add=[1]))
+    assert reply.meta.revision_number == 1
+
+    # Once every node has left, the runtime's name may be reused with other settings.
+    assert second.process.stop() == 0 and first.process.stop() == 0
+    again = NodeServe({**first.env, "COS_DB_SCHEMA": elsewhere}, *first.args)
+    try:
+        assert "replacing the idle coordinator" in again.process.output
+        reply = await again.stub.ProcessCommand(request("after-refusal", add=[1]))
+        assert reply.meta.revision_number == 1  # a new journal
+    finally:
+        await again.channel.close()
+        assert again.process.stop() == 0
