@@ -76,11 +76,12 @@ def serve(
         raise _fail(str(exc)) from None
     _configure_logging(settings.log_level)
     from cli.serve import run
+    from cos.journal.layout import ShardCountError
     from cos.sharding.deploy import ClusterMismatchError, NodeTakenError
 
     try:
         code = run(settings, address or settings.ray_address)
-    except (NodeTakenError, ClusterMismatchError) as exc:
+    except (NodeTakenError, ClusterMismatchError, ShardCountError) as exc:
         raise _fail(str(exc)) from None
     sys.exit(code)
 

@@ -10,6 +10,7 @@ import threading
 import ray
 
 from cos.journal.database import resolve_target
+from cos.journal.layout import pin_shard_count
 from cos.journal.migrate import migrate
 from cos.settings import CosSettings
 from cos.sharding.deploy import FAST_NODE_FAILURE, NAMESPACE, join_node
@@ -25,6 +26,7 @@ def run(settings: CosSettings, ray_address: str | None) -> int:
     try:
         asyncio.run(migrate(target))
         log.info("schema %r migrated", target.schema)
+        asyncio.run(pin_shard_count(target, settings.num_shards))
         # "local" starts a cluster of our own (on loopback); without it Ray would
         # attach to whatever cluster was started last on this machine.
         ray.init(

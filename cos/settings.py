@@ -66,7 +66,9 @@ class CosSettings(BaseSettings):
     db: DatabaseSettings = Field(default_factory=lambda: DatabaseSettings())
     address: str = Field("0.0.0.0", description="address the gRPC server binds")
     port: int = Field(9000, gt=0, lt=65536, description="gRPC port of ChiefOfStateService")
-    num_shards: int = Field(16, gt=0, le=4096, description="number of shards")
+    num_shards: int = Field(
+        16, gt=0, le=4096, description="number of shards; fixed for a journal once written"
+    )
     snapshot_frequency: int = Field(100, gt=0, description="events between snapshots")
     num_snapshots_to_retain: int = Field(2, gt=0, description="snapshots kept per entity")
     disable_snapshot: bool = Field(False, description="never write snapshots")

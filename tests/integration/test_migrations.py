@@ -25,12 +25,13 @@ async def test_nodes_migrating_at_once_all_succeed(database_server: DatabaseTarg
             )
         finally:
             await conn.close()
-        assert [row["version_num"] for row in versions] == ["0002"]
+        assert [row["version_num"] for row in versions] == ["0003"]
         assert {row["table_name"] for row in tables} >= {
             "cos_journal",
             "cos_snapshots",
             "cos_shard_leases",
             "cos_read_side_offsets",
+            "cos_runtime_settings",
         }
     finally:
         await drop_schema(target)

@@ -11,6 +11,7 @@ import pytest
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
 from cos.journal.database import DatabaseTarget
+from cos.journal.layout import pin_shard_count
 from tests.integration.commands import request, state_of
 from tests.support import COS, Process, db_env, free_port, serve_env
 
@@ -61,6 +62,19 @@ def test_bad_read_side_setting_names_the_read_side_and_setting() -> None:
     result = subprocess.run([*COS, "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == "cos: read side 'ledger': port is required"
+
+
+async def test_another_shard_count_on_a_written_journal_is_refused(
+    database: DatabaseTarget,
+) -> None:
+    await pin_shard_count(database, 16)
+    env = serve_env(1, free_port(), **db_env(database))  # COS_NUM_SHARDS=4
+    result = subprocess.run([*COS, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"cos: the journal in schema {database.schema!r} was written with")
+    assert "COS_NUM_SHARDS=16; this node has 4" in last
 
 
 def test_restart_of_cos_serve_keeps_every_entity(
