@@ -1,4 +1,5 @@
-"""``cos-cli``: manage read sides of a running runtime through ReadSideManagerService."""
+"""``cos-cli``: manage read sides (ReadSideManagerService) and look at the shard table
+(cos.v1.ClusterService) of a running runtime, through any node's gRPC port."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import typer
 from rich.console import Console
 
 from chief_of_state.v1 import manager_pb2, manager_pb2_grpc
+from cli.cluster_format import from_response, shards_table
 from cli.readside_format import action_message, error_message, offsets_table
+from cos.v1 import cluster_pb2, cluster_pb2_grpc
 
 app = typer.Typer(
     help="Manage a Chief-of-State-compatible runtime.", no_args_is_help=True, add_completion=False
@@ -18,6 +21,8 @@ readside = typer.Typer(
     help="Read sides: offsets, pause, resume, skip, restart.", no_args_is_help=True
 )
 app.add_typer(readside, name="readside")
+cluster = typer.Typer(help="The cluster: which host owns each shard.", no_args_is_help=True)
+app.add_typer(cluster, name="cluster")
 
 ReadSideId = Annotated[str, typer.Option("--id", help="read side id", show_default=False)]
 ShardNumber = Annotated[
@@ -49,9 +54,16 @@ _ACTIONS = {
 }
 
 
-def _call(host: str, port: int, timeout: float, method: str, request: Any) -> Any:
+def _call(
+    host: str,
+    port: int,
+    timeout: float,
+    method: str,
+    request: Any,
+    stub_type: Any = manager_pb2_grpc.ReadSideManagerServiceStub,
+) -> Any:
     with grpc.insecure_channel(f"{host}:{port}") as channel:
-        stub = manager_pb2_grpc.ReadSideManagerServiceStub(channel)
+        stub = stub_type(channel)
         try:
             return getattr(stub, method)(request, timeout=timeout)
         except grpc.RpcError as exc:
@@ -120,6 +132,17 @@ def _register(action: str) -> None:
 
 for _action in _ACTIONS:
     _register(_action)
+
+
+@cluster.command()
+def shards(
+    cos_host: CosHost = "localhost", cos_port: CosPort = 9000, timeout: Timeout = 30.0
+) -> None:
+    """Print which host owns each shard, its lease epoch and its active entities."""
+    request = cluster_pb2.GetShardsRequest()
+    stub_type = cluster_pb2_grpc.ClusterServiceStub
+    reply = _call(cos_host, cos_port, timeout, "GetShards", request, stub_type)
+    Console().print(shards_table(from_response(reply)))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,41 @@
-"""What ``cos shards`` prints (pure formatting)."""
+"""What ``cos shards`` and ``cos-cli cluster shards`` print (pure formatting)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from rich.table import Table
 
+from cos.sharding.coordinator import ShardReport
+from cos.v1 import cluster_pb2
 
-def shards_table(
-    ownership: Sequence[Any], addresses: Mapping[str, str], active: Mapping[int, int]
-) -> Table:
+
+def from_response(response: cluster_pb2.GetShardsResponse) -> list[ShardReport]:
+    """The rows of a ``GetShardsResponse``."""
+    return [
+        ShardReport(
+            row.shard,
+            row.host_id,
+            row.address,
+            row.epoch,
+            row.active_entities if row.HasField("active_entities") else None,
+        )
+        for row in response.shards
+    ]
+
+
+def shards_table(rows: Sequence[ShardReport]) -> Table:
     """One row per shard: owner host, its address, the lease epoch and entities in memory."""
-    table = Table(title=f"{len(ownership)} shards on {len(set(addresses))} hosts")
+    hosts = {row.host_id for row in rows if row.address}
+    table = Table(title=f"{len(rows)} shards on {len(hosts)} hosts")
     for column in ("shard", "host", "address", "epoch", "active entities"):
         table.add_column(column, justify="right" if column != "host" else "left")
-    for row in ownership:
+    for row in rows:
         table.add_row(
             str(row.shard),
             row.host_id,
-            addresses.get(row.host_id, "?"),
+            row.address or "(not live)",
             str(row.epoch),
-            str(active.get(row.shard, 0)),
+            "?" if row.active_entities is None else str(row.active_entities),
         )
     return table

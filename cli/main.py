@@ -106,13 +106,8 @@ def shards(
             coordinator = lookup_actor(f"{cluster_name}-coordinator")
         except ValueError:
             raise _fail(f"no runtime named {cluster_name!r} on this Ray cluster") from None
-        ownership = ray.get(coordinator.table.remote(), timeout=30)
-        addresses = ray.get(coordinator.hosts.remote(), timeout=30)
-        active: dict[int, int] = {}
-        for host_id in addresses:
-            for info in ray.get(lookup_actor(host_id).shards.remote(), timeout=30):
-                active[info.shard] = info.active_entities
-        Console().print(shards_table(ownership, addresses, active))
+        rows = ray.get(coordinator.report.remote(), timeout=60)
+        Console().print(shards_table(rows))
     finally:
         ray.shutdown()
 

@@ -2,8 +2,9 @@
 
 Usage: python scripts/gen_protos.py [OUT_DIR]
 
-OUT_DIR defaults to the repository root, so `chief_of_state/v1/*_pb2.py` lands
-where the package imports it. tests/unit/test_generated_protos.py runs this into
+OUT_DIR defaults to the repository root, so `chief_of_state/v1/*_pb2.py` (the
+Chief of State contract) and `cos/v1/*_pb2.py` (our own extensions) land where
+the packages import them. tests/unit/test_generated_protos.py runs this into
 a temporary folder and fails when the committed files differ.
 """
 

@@ -45,6 +45,17 @@ def layout_of(num_shards: int, target: DatabaseTarget | None) -> str:
     return f"COS_NUM_SHARDS={num_shards}, journal in {where}"
 
 
+@dataclass(frozen=True)
+class ShardReport:
+    """One row of the shard table as operators see it."""
+
+    shard: int
+    host_id: str
+    address: str  # empty while the owner is not a live host
+    epoch: int
+    active_entities: int | None  # None: the owner did not answer in time
+
+
 @dataclass
 class _Host:
     handle: Any
@@ -156,6 +167,31 @@ class Coordinator:
         """The shard table, by shard number."""
         await self.start()
         return [self._table[s] for s in sorted(self._table)]
+
+    async def report(self) -> list[ShardReport]:
+        """The shard table with each owner's address and entities in memory."""
+        await self.start()
+        hosts = dict(self._hosts)
+
+        async def active_on(host: _Host) -> dict[int, int]:
+            try:
+                infos = await asyncio.wait_for(call(host.handle.shards), self._failure_timeout)
+            except Exception:  # a silent host: its counts are unknown, the table is not
+                return {}
+            return {info.shard: info.active_entities for info in infos}
+
+        counts = await asyncio.gather(*(active_on(host) for host in hosts.values()))
+        active = dict(zip(hosts, counts, strict=True))
+        return [
+            ShardReport(
+                o.shard,
+                o.host_id,
+                hosts[o.host_id].address if o.host_id in hosts else "",
+                o.epoch,
+                active.get(o.host_id, {}).get(o.shard),
+            )
+            for o in (self._table[s] for s in sorted(self._table))
+        ]
 
     async def hosts(self) -> dict[str, str]:
         """host id -> address of every live host."""

@@ -18,27 +18,31 @@ import grpc
 from google.protobuf import any_pb2
 
 from chief_of_state.v1 import manager_pb2_grpc, service_pb2, service_pb2_grpc
-from cos.errors import FencedError, ShardNotOwnedError
+from cos.errors import FencedError, ShardNotOwnedError, UnavailableError
 from cos.journal.database import DatabaseTarget
 from cos.journal.postgres import PostgresJournalStore
 from cos.readside.hosting import ReadSideHosting
 from cos.readside.manager import ReadSideManager
 from cos.readside.offsets import PostgresOffsetStore
 from cos.readside.runner import RunnerTiming
+from cos.service.cluster import ClusterServicer
 from cos.service.command import ChiefOfStateServicer
 from cos.service.manager import ReadSideManagerServicer
 from cos.settings import CosSettings
 from cos.sharding.calls import call
+from cos.sharding.coordinator import ShardReport
 from cos.sharding.entity import EntityState, Metadata
 from cos.sharding.forward import OwnerMovedError, PeerClients
 from cos.sharding.routing import shard_of
 from cos.sharding.shard import Shard
+from cos.v1 import cluster_pb2_grpc
 from cos.writeside.client import WriteHandlerClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RETRY_PAUSE = 0.05
+_COORDINATOR_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,7 @@ class ShardHost:
         manager_pb2_grpc.add_ReadSideManagerServiceServicer_to_server(
             ReadSideManagerServicer(manager), server
         )
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(self), server)
         address = f"{settings.address}:{self._port}"
         if server.add_insecure_port(address) == 0:
             raise OSError(f"cannot bind the gRPC server to {address}")
@@ -256,6 +261,18 @@ class ShardHost:
             ShardInfo(s.number, s.epoch, s.active_entities)
             for s in sorted(self._shards.values(), key=lambda s: s.number)
         ]
+
+    async def shard_report(self) -> list[ShardReport]:
+        """The cluster's shard table, from the coordinator (for ClusterService)."""
+        if self._coordinator is None:
+            raise UnavailableError(f"shard host {self.host_id} has not joined a cluster yet")
+        try:
+            report: list[ShardReport] = await asyncio.wait_for(
+                call(self._coordinator.report), _COORDINATOR_TIMEOUT
+            )
+        except Exception as exc:
+            raise UnavailableError(f"the coordinator did not answer: {exc!r}") from exc
+        return report
 
     async def address(self) -> str:
         """Where other hosts reach this host's gRPC server."""

@@ -183,42 +183,57 @@ async def test_a_coordinator_restart_keeps_the_assignment(cluster_cos: Any) -> N
         assert reply.meta.revision_number == 1
 
 
-async def test_cos_shards_prints_the_table(cluster_cos: Any, nodes: Nodes) -> None:
-    cos: ClusterRuntime = await cluster_cos()
-    host_ids = list(cos.stubs)
-    await cos.stubs[host_ids[0]].ProcessCommand(request("shown", add=[1]))
-    command = [
-        sys.executable,
-        "-m",
-        "cli.main",
-        "shards",
-        "--address",
-        nodes.cluster.address,
-        "--cluster-name",
-        cos.settings.cluster_name,
-    ]
-    result = await asyncio.to_thread(
+def table_rows(output: str) -> list[list[str]]:
+    """The data rows of a printed shard table."""
+    rows = [line.replace("│", " ").split() for line in output.splitlines()]
+    return [r for r in rows if len(r) == 5 and all(r[i].isdigit() for i in (0, 3, 4))]
+
+
+async def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
         subprocess.run,
-        command,
+        [sys.executable, "-m", *args],
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, "COLUMNS": "200"},
     )
-    assert result.returncode == 0, result.stderr
-    rows = [line.replace("│", " ").split() for line in result.stdout.splitlines()]
-    rows = [r for r in rows if len(r) == 5 and all(r[i].isdigit() for i in (0, 3, 4))]
+
+
+async def test_cos_shards_and_cos_cli_cluster_shards_print_the_table(
+    cluster_cos: Any, nodes: Nodes
+) -> None:
+    cos: ClusterRuntime = await cluster_cos()
+    host_ids = list(cos.stubs)
+    await cos.stubs[host_ids[0]].ProcessCommand(request("shown", add=[1]))
     table = {o.shard: o for o in await cos.table()}
-    assert sorted(int(r[0]) for r in rows) == list(range(16))
-    for shard_text, host_id, address, epoch, _active in rows:
-        owner = table[int(shard_text)]
-        assert (host_id, address, int(epoch)) == (
-            owner.host_id,
-            cos.runtime.addresses[owner.host_id],
-            owner.epoch,
+    name = cos.settings.cluster_name
+    printed = [
+        await run_cli(
+            "cli.main", "shards", "--address", nodes.cluster.address, "--cluster-name", name
         )
-    assert sum(int(r[4]) for r in rows) == 1
-    missing = await asyncio.to_thread(
-        subprocess.run, [*command[:-1], "nope"], capture_output=True, text=True, timeout=120
+    ]
+    for host_id in host_ids:  # any node's port answers
+        port = cos.runtime.addresses[host_id].rsplit(":", 1)[1]
+        printed.append(
+            await run_cli(
+                "cli.admin", "cluster", "shards", "--cos-host", "127.0.0.1", "--cos-port", port
+            )
+        )
+    for result in printed:
+        assert result.returncode == 0, result.stderr
+        assert "16 shards on 3 hosts" in result.stdout
+        rows = table_rows(result.stdout)
+        assert sorted(int(r[0]) for r in rows) == list(range(16))
+        for shard_text, host_id, address, epoch, _active in rows:
+            owner = table[int(shard_text)]
+            assert (host_id, address, int(epoch)) == (
+                owner.host_id,
+                cos.runtime.addresses[owner.host_id],
+                owner.epoch,
+            )
+        assert sum(int(r[4]) for r in rows) == 1
+    missing = await run_cli(
+        "cli.main", "shards", "--address", nodes.cluster.address, "--cluster-name", "nope"
     )
     assert missing.returncode == 2 and "no runtime named 'nope'" in missing.stderr

@@ -6,6 +6,8 @@ import filecmp
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from tests.support import ROOT
 
 
@@ -25,10 +27,11 @@ def _tree(root: Path) -> dict[str, Path]:
     }
 
 
-def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
+@pytest.mark.parametrize("package", ["chief_of_state/v1", "cos/v1"])
+def test_generated_code_is_up_to_date(tmp_path: Path, package: str) -> None:
     _generator().generate(tmp_path)
-    fresh = _tree(tmp_path / "chief_of_state")
-    committed = _tree(ROOT / "chief_of_state")
+    fresh = _tree(tmp_path / package)
+    committed = _tree(ROOT / package)
     assert sorted(fresh) == sorted(committed), "run: python scripts/gen_protos.py"
     stale = [
         name

@@ -1,0 +1,70 @@
+"""The coordinator's shard report, with in-process hosts (no Ray, no database)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from cos.sharding.coordinator import Coordinator, ShardReport
+from cos.sharding.host import ShardInfo
+
+
+class FakeHost:
+    """Serves what it is assigned; ``silent`` makes it stop answering ``shards``."""
+
+    def __init__(self, active: int) -> None:
+        self.owned: dict[int, int] = {}
+        self.active = active
+        self.silent = False
+
+    async def attach(self, coordinator: object) -> None:
+        pass
+
+    async def assign(self, shards: Sequence[int]) -> dict[int, int]:
+        for shard in shards:
+            self.owned[shard] = self.owned.get(shard, 0) + 1
+        return {shard: self.owned[shard] for shard in shards}
+
+    async def release(self, shards: Sequence[int]) -> None:
+        for shard in shards:
+            self.owned.pop(shard, None)
+
+    async def set_routes(self, routes: object) -> None:
+        pass
+
+    async def ping(self) -> str:
+        return "ok"
+
+    async def shards(self) -> list[ShardInfo]:
+        if self.silent:
+            await asyncio.sleep(3600)
+        return [ShardInfo(s, e, self.active + s) for s, e in sorted(self.owned.items())]
+
+
+async def test_the_report_names_owner_address_epoch_and_active_entities() -> None:
+    coordinator = Coordinator(4, failure_timeout=0.2)
+    first, second = FakeHost(active=10), FakeHost(active=20)
+    try:
+        await coordinator.register_host("h1", first, "10.0.0.1:9000")
+        await coordinator.register_host("h2", second, "10.0.0.2:9000")
+        report = await coordinator.report()
+        owners = {shard: "h1" for shard in first.owned} | {s: "h2" for s in second.owned}
+        assert [row.shard for row in report] == [0, 1, 2, 3]
+        for row in report:
+            host, address, active = (
+                (first, "10.0.0.1:9000", 10)
+                if owners[row.shard] == "h1"
+                else (second, "10.0.0.2:9000", 20)
+            )
+            assert row == ShardReport(
+                row.shard, owners[row.shard], address, host.owned[row.shard], active + row.shard
+            )
+        # A silent host: its rows stay, with the entity count unknown.
+        second.silent = True
+        report = await coordinator.report()
+        assert {row.shard: row.active_entities is None for row in report} == {
+            shard: owners[shard] == "h2" for shard in range(4)
+        }
+    finally:
+        if coordinator._monitor is not None:
+            coordinator._monitor.cancel()
