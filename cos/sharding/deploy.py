@@ -7,13 +7,14 @@ Either way the host registers with the cluster's one coordinator.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import ActorAlreadyExistsError, ActorDiedError
+from ray.exceptions import ActorAlreadyExistsError, ActorDiedError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cos.journal.database import DatabaseTarget
@@ -64,18 +65,40 @@ class Runtime:
 
     def leave(self, host_id: str) -> None:
         """Hand the host's shards to the other hosts, then stop it."""
+        self.hand_over(host_id)
+        self.stop_host(host_id)
+
+    def hand_over(self, host_id: str) -> None:
+        """Deregister the host: the coordinator moves its shards to the others first."""
         ray.get(self.coordinator.deregister_host.remote(host_id), timeout=120)
+
+    def stop_host(self, host_id: str) -> None:
+        """Stop a host (after ``hand_over``): in-flight commands finish, then it exits."""
         host = self.hosts.pop(host_id)
+        self.addresses.pop(host_id, None)
         ray.get(host.stop.remote(), timeout=60)
         ray.kill(host)
 
+    def forget(self, host_id: str) -> None:
+        """Drop the handle of a host whose node died."""
+        self.hosts.pop(host_id, None)
+        self.addresses.pop(host_id, None)
+
     def stop(self) -> None:
-        """Stop every host of this runtime and the coordinator (no hand-over)."""
+        """Stop every host of this runtime and the coordinator (no hand-over).
+
+        A host that is gone (its node died) does not keep the others alive.
+        """
         hosts = list(self.hosts.values())
-        ray.get([host.stop.remote() for host in hosts], timeout=60)
+        stopping = [host.stop.remote() for host in hosts]
+        for ref in stopping:
+            with contextlib.suppress(RayError, TimeoutError):
+                ray.get(ref, timeout=60)
         for actor in [*hosts, self.coordinator]:
-            ray.kill(actor)
+            with contextlib.suppress(RayError, ValueError):
+                ray.kill(actor)
         self.hosts.clear()
+        self.addresses.clear()
 
 
 def coordinator_of(settings: CosSettings, target: DatabaseTarget) -> Any:
@@ -116,6 +139,15 @@ def start_host(
     runtime: Runtime, settings: CosSettings, target: DatabaseTarget, node: dict[str, Any]
 ) -> str:
     """Start the host of ``node``, register it, and return its id."""
+    host_id = launch_host(runtime, settings, target, node)
+    register_host(runtime, host_id)
+    return host_id
+
+
+def launch_host(
+    runtime: Runtime, settings: CosSettings, target: DatabaseTarget, node: dict[str, Any]
+) -> str:
+    """Create the host actor of ``node`` and start its gRPC server (it owns no shard yet)."""
     port = int(node.get("Labels", {}).get(PORT_LABEL, settings.port))
     advertise = f"{settings.advertise_address or node['NodeManagerAddress']}:{port}"
     host_id = f"{runtime.name}-host-{node['NodeID'][:12]}"
@@ -135,8 +167,14 @@ def start_host(
     runtime.hosts[host_id] = host
     ray.get(host.start.remote())
     runtime.addresses[host_id] = advertise
-    ray.get(runtime.coordinator.register_host.remote(host_id, host, advertise))
     return host_id
+
+
+def register_host(runtime: Runtime, host_id: str) -> list[int]:
+    """Register a launched host: the coordinator hands it its share; returns those shards."""
+    host, address = runtime.hosts[host_id], runtime.addresses[host_id]
+    shards: list[int] = ray.get(runtime.coordinator.register_host.remote(host_id, host, address))
+    return shards
 
 
 def alive_nodes() -> list[dict[str, Any]]:

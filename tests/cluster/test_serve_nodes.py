@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,15 @@ from tests.integration.commands import request
 from tests.support import COS, Process, db_env, drop_schema, free_port, serve_env
 
 RAY = str(Path(sys.executable).parent / "ray")
+RAY_ENV = {
+    # Not the tests' loopback-only mode: ray start refuses a second node in it.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
+    # Token auth, as a secured cluster runs, with a token of the test's own. Left
+    # unset, the mode depends on ~/.ray/auth_token (written by any local ray.init):
+    # the head then requires the token and a joining node does not send it.
+    "RAY_AUTH_MODE": "token",
+    "RAY_AUTH_TOKEN": secrets.token_hex(32),
+}
 
 
 class RayNode:
@@ -53,8 +63,7 @@ class RayNode:
         else:
             self.address = head_address
             args += ["--address", head_address]
-        # Not the tests' loopback-only mode: ray start refuses a second node in it.
-        env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+        env = {**os.environ, **RAY_ENV}
         started = subprocess.Popen(
             args,
             env=env,
@@ -111,7 +120,7 @@ async def node_serves(
         "COS_NUM_SHARDS": "8",
         "COS_ADDRESS": "0.0.0.0",  # peers reach it at the node's address
         "COS_CLUSTER_NAME": f"serve{os.getpid()}",
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
+        **RAY_ENV,
     }
     head, worker = ray_nodes
     # Both spellings of the cluster address: the flag and COS_RAY_ADDRESS.
