@@ -10,6 +10,10 @@ The measured window starts when every entity is open and ``--warmup`` seconds ha
 and lasts ``--duration`` seconds. A call counts if it completes inside the window: its
 latency is recorded if it succeeded, its status code counted if it failed.
 
+``run_groups`` drives the same load with each worker's entities given, in named groups
+that share one window and get a result each (bench/cluster.py: accounts served where the
+call lands against accounts forwarded to another host).
+
 Run: ``python bench/load.py --target 127.0.0.1:9000``.
 """
 
@@ -22,7 +26,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,11 +54,28 @@ class LoadSettings:
     entities: int = 1000
     id_prefix: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
     call_timeout: float = 30.0
+    # Keep every deposit in LoadResult.calls, for benches that look at the calls around
+    # an event rather than at a window (bench/cluster.py's hand-overs).
+    trace: bool = False
 
     def entity_ids(self, worker: int) -> list[str]:
         """The entities worker ``worker`` owns."""
         owned = range(worker, self.entities, self.concurrency)
         return [f"{self.id_prefix}-{index}" for index in owned]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One deposit as the client saw it; times from ``time.perf_counter``."""
+
+    started: float
+    completed: float
+    code: str | None  # the status code's name if it failed, None if it succeeded
+
+    @property
+    def latency_ms(self) -> float:
+        """Time from sending to the answer, in milliseconds."""
+        return (self.completed - self.started) * 1000.0
 
 
 @dataclass
@@ -67,6 +88,8 @@ class LoadResult:
     warmup_errors: Counter[str] = field(default_factory=Counter)
     # Balance each account must have from the calls that succeeded; None: its open failed.
     balances: dict[str, int | None] = field(default_factory=dict)
+    # Every deposit, inside the window or not; only with LoadSettings.trace.
+    calls: list[Call] = field(default_factory=list)
 
     @property
     def commands(self) -> int:
@@ -122,6 +145,7 @@ class _Worker:
         self._stub = stub
         self._ids = entity_ids
         self._timeout = settings.call_timeout
+        self._trace = settings.trace
         self._window = window
         self._result = result
         self.opened = asyncio.Event()
@@ -150,6 +174,8 @@ class _Worker:
         started = time.perf_counter()
         code = await self._call(entity_id, command)
         completed = time.perf_counter()
+        if self._trace:
+            self._result.calls.append(Call(started, completed, code))
         balance = self._result.balances[entity_id]
         if code is None and balance is not None:
             self._result.balances[entity_id] = balance + DEPOSIT_AMOUNT
@@ -183,12 +209,33 @@ async def run_load(
     """Drives the load; calls the hooks right as the measured window opens and closes."""
     if settings.entities < settings.concurrency:
         raise ValueError("--entities must be at least --concurrency (one worker per entity)")
-    result, window = LoadResult(), _Window()
+    owned = [settings.entity_ids(w) for w in range(settings.concurrency)]
+    results = await run_groups(settings, {"load": owned}, on_window_start, on_window_end)
+    return results["load"]
+
+
+async def run_groups(
+    settings: LoadSettings,
+    groups: Mapping[str, Sequence[list[str]]],
+    on_window_start: Callable[[], None] = _nothing,
+    on_window_end: Callable[[], None] = _nothing,
+    until: Callable[[], Awaitable[object]] | None = None,
+) -> dict[str, LoadResult]:
+    """The load of ``run_load`` with each worker's entities given: per group, one list of
+    entity ids per worker. All workers share the channel and the window; each group gets
+    its own result. ``settings.concurrency`` and ``settings.entities`` are not used.
+
+    With ``until``, the window lasts until the awaitable it returns (called as the window
+    opens) is done, instead of ``settings.duration`` seconds; its error ends the load.
+    """
+    results = {name: LoadResult() for name in groups}
+    window = _Window()
     async with grpc.aio.insecure_channel(settings.target) as channel:
         stub = service_pb2_grpc.ChiefOfStateServiceStub(channel)
         workers = [
-            _Worker(stub, settings.entity_ids(w), settings, window, result)
-            for w in range(settings.concurrency)
+            _Worker(stub, entity_ids, settings, window, results[name])
+            for name, owned in groups.items()
+            for entity_ids in owned
         ]
         tasks = [asyncio.create_task(worker.run()) for worker in workers]
         try:
@@ -197,8 +244,11 @@ async def run_load(
             await asyncio.sleep(max(0.0, settings.warmup - (time.perf_counter() - began)))
             window.start = time.perf_counter()
             on_window_start()
-            await _first_error_or(tasks, asyncio.sleep(settings.duration))
-            result.window_seconds = time.perf_counter() - window.start
+            step = until() if until is not None else asyncio.sleep(settings.duration)
+            await _first_error_or(tasks, step)
+            window_seconds = time.perf_counter() - window.start
+            for result in results.values():
+                result.window_seconds = window_seconds
             window.closed = True
             on_window_end()
             await asyncio.gather(*tasks)
@@ -206,7 +256,7 @@ async def run_load(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-    return result
+    return results
 
 
 async def _first_error_or(tasks: Iterable[asyncio.Task[None]], step: Awaitable[object]) -> None:
