@@ -13,6 +13,7 @@ import grpc
 
 from chief_of_state.v1 import service_pb2_grpc
 from tests.integration.commands import request
+from tests.integration.readsides import Reader
 
 Stub = service_pb2_grpc.ChiefOfStateServiceStub
 
@@ -74,3 +75,17 @@ async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float, what: s
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.1)
     return time.monotonic() - began
+
+
+async def assert_read_side_complete(reader: Reader, revisions: dict[str, list[int]]) -> None:
+    """Every journaled event reaches the read side, and per entity never ahead of order."""
+    expected = {(e, r) for e, revs in revisions.items() for r in revs}
+
+    async def all_delivered() -> bool:
+        return set(reader.delivered()) >= expected
+
+    await wait_for(all_delivered, 60, "every event at the read side")
+    highest: dict[str, int] = defaultdict(int)
+    for entity_id, revision in reader.delivered():
+        assert revision <= highest[entity_id] + 1, f"{entity_id}: revision {revision} skipped ahead"
+        highest[entity_id] = max(highest[entity_id], revision)
