@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol
 
 import grpc
 
-from cos.errors import CosError
+from cos.service.status import answer
 from cos.sharding.coordinator import ShardReport
 from cos.v1 import cluster_pb2, cluster_pb2_grpc
-
-log = logging.getLogger(__name__)
 
 
 class ShardTable(Protocol):
@@ -29,13 +26,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def GetShards(
         self, request: cluster_pb2.GetShardsRequest, context: grpc.aio.ServicerContext
     ) -> cluster_pb2.GetShardsResponse:
-        try:
-            rows = await self._table.shard_report()
-        except CosError as exc:
-            await context.abort(exc.code, str(exc))
-        except Exception as exc:
-            log.exception("GetShards failed")
-            await context.abort(grpc.StatusCode.INTERNAL, f"GetShards failed: {exc}")
+        rows = await answer(context, self._table.shard_report(), "GetShards")
         return cluster_pb2.GetShardsResponse(shards=[_ownership(row) for row in rows])
 
 

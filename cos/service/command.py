@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol
 
 import grpc
 from google.protobuf import any_pb2
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
-from cos.errors import (
-    CosError,
-    HandlerCallError,
-    InvalidRequestError,
-    NotFoundError,
-    ShardNotOwnedError,
-)
+from cos.errors import InvalidRequestError, NotFoundError
+from cos.service.status import abort_with
 from cos.sharding.entity import EntityState, Metadata
-from cos.sharding.forward import FORWARDED, NOT_OWNER
-
-log = logging.getLogger(__name__)
+from cos.sharding.forward import FORWARDED
 
 
 class Router(Protocol):
@@ -51,7 +43,7 @@ class ChiefOfStateServicer(service_pb2_grpc.ChiefOfStateServiceServicer):
                 request.entity_id, request.command, metadata, forwarded
             )
         except Exception as exc:
-            await _abort(context, exc, "ProcessCommand")
+            await abort_with(context, exc, "ProcessCommand")
         return service_pb2.ProcessCommandResponse(state=result.state, meta=result.meta)
 
     async def GetState(
@@ -64,21 +56,10 @@ class ChiefOfStateServicer(service_pb2_grpc.ChiefOfStateServiceServicer):
             if result.revision == 0:
                 raise NotFoundError(f"entity {request.entity_id!r} not found")
         except Exception as exc:
-            await _abort(context, exc, "GetState")
+            await abort_with(context, exc, "GetState")
         return service_pb2.GetStateResponse(state=result.state, meta=result.meta)
 
 
 def _require_entity_id(entity_id: str) -> None:
     if not entity_id:
         raise InvalidRequestError("entity_id must not be empty")
-
-
-async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
-    if isinstance(exc, HandlerCallError):
-        await context.abort(exc.code, str(exc), trailing_metadata=exc.trailing_metadata)
-    if isinstance(exc, ShardNotOwnedError):
-        await context.abort(exc.code, str(exc), trailing_metadata=((NOT_OWNER, "1"),))
-    if isinstance(exc, CosError):
-        await context.abort(exc.code, str(exc))
-    log.exception("%s failed", method)
-    await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed: {type(exc).__name__}: {exc}")

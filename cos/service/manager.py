@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable
-from typing import Any, TypeVar
-
-import grpc
+from typing import Any
 
 from chief_of_state.v1 import common_pb2, manager_pb2, manager_pb2_grpc
-from cos.errors import CosError
 from cos.readside.manager import ReadSideManager
 from cos.readside.offsets import Offset
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
+from cos.service.status import answer
 
 
 def _offset(offset: Offset) -> common_pb2.ReadSideOffset:
     return common_pb2.ReadSideOffset(cluster_shard_number=offset.shard, offset=offset.position)
-
-
-async def _answer(context: grpc.aio.ServicerContext, call: Awaitable[T], method: str) -> T:
-    try:
-        return await call
-    except CosError as exc:
-        await context.abort(exc.code, str(exc))
-    except Exception as exc:
-        log.exception("%s failed", method)
-        await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed: {exc}")
-    raise AssertionError("unreachable")  # context.abort raises
 
 
 class ReadSideManagerServicer(manager_pb2_grpc.ReadSideManagerServiceServicer):
@@ -39,20 +21,20 @@ class ReadSideManagerServicer(manager_pb2_grpc.ReadSideManagerServiceServicer):
         self._manager = manager
 
     async def GetLatestOffset(self, request: Any, context: Any) -> Any:
-        offsets = await _answer(
+        offsets = await answer(
             context, self._manager.offsets(request.read_side_id), "GetLatestOffset"
         )
         return manager_pb2.GetLatestOffsetResponse(offsets=[_offset(o) for o in offsets])
 
     async def GetLatestOffsetByShard(self, request: Any, context: Any) -> Any:
         call = self._manager.offsets(request.read_side_id, request.cluster_shard_number)
-        offsets = await _answer(context, call, "GetLatestOffsetByShard")
+        offsets = await answer(context, call, "GetLatestOffsetByShard")
         return manager_pb2.GetLatestOffsetByShardResponse(offsets=_offset(offsets[0]))
 
     async def _change(self, action: str, request: Any, context: Any, by_shard: bool) -> Any:
         shard = request.cluster_shard_number if by_shard else None
         call = getattr(self._manager, action)(request.read_side_id, shard)
-        await _answer(context, call, action)
+        await answer(context, call, action)
         return True
 
     async def PauseReadSide(self, request: Any, context: Any) -> Any:
