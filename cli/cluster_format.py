@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from rich.table import Table
 
-from cos.sharding.coordinator import ShardReport
+from cos.sharding.report import ShardReport
 from cos.v1 import cluster_pb2
 
 

@@ -7,7 +7,7 @@ from typing import Protocol
 import grpc
 
 from cos.service.status import answer
-from cos.sharding.coordinator import ShardReport
+from cos.sharding.report import ShardReport
 from cos.v1 import cluster_pb2, cluster_pb2_grpc
 
 

@@ -22,6 +22,7 @@ from cos.journal.database import DatabaseTarget
 from cos.journal.postgres import PostgresJournalStore
 from cos.sharding.calls import call
 from cos.sharding.placement import plan_assignment
+from cos.sharding.report import ShardReport
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +44,6 @@ def layout_of(num_shards: int, target: DatabaseTarget | None) -> str:
     if target is not None:
         where = f"schema {target.schema!r} of {target.database} at {target.host}:{target.port}"
     return f"COS_NUM_SHARDS={num_shards}, journal in {where}"
-
-
-@dataclass(frozen=True)
-class ShardReport:
-    """One row of the shard table as operators see it."""
-
-    shard: int
-    host_id: str
-    address: str  # empty while the owner is not a live host
-    epoch: int
-    active_entities: int | None  # None: the owner did not answer in time
 
 
 @dataclass

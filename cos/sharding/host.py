@@ -30,9 +30,9 @@ from cos.service.command import ChiefOfStateServicer
 from cos.service.manager import ReadSideManagerServicer
 from cos.settings import CosSettings
 from cos.sharding.calls import call
-from cos.sharding.coordinator import ShardReport
 from cos.sharding.entity import EntityState, Metadata
 from cos.sharding.forward import OwnerMovedError, PeerClients
+from cos.sharding.report import ShardReport
 from cos.sharding.routing import shard_of
 from cos.sharding.shard import Shard
 from cos.v1 import cluster_pb2_grpc

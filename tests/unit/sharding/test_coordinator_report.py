@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from cos.sharding.coordinator import Coordinator, ShardReport
+from cos.sharding.coordinator import Coordinator
 from cos.sharding.host import ShardInfo
+from cos.sharding.report import ShardReport
 
 
 class FakeHost:

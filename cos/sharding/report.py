@@ -1,0 +1,16 @@
+"""A row of the shard table as operators see it (no dependencies: the CLIs import it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    """One shard: its owner, where the owner is reached, its epoch, entities in memory."""
+
+    shard: int
+    host_id: str
+    address: str  # empty while the owner is not a live host
+    epoch: int
+    active_entities: int | None  # None: the owner did not answer in time
