@@ -28,10 +28,7 @@ from processes import ServerProcess
 from ray.cluster_utils import Cluster
 from run import HANDLER_READY, REPO_DIR, BenchSettings, _free_port, drop_schemas
 
-from cos.journal.database import DatabaseTarget
-from cos.journal.migrate import migrate
-from cos.settings import CosSettings
-from cos.sharding.deploy import (
+from cos.deploy import (
     FAST_NODE_FAILURE,
     NAMESPACE,
     PORT_LABEL,
@@ -41,6 +38,8 @@ from cos.sharding.deploy import (
     register_host,
     start_runtime,
 )
+from cos.postgres import DatabaseTarget, migrate
+from cos.settings import CosSettings
 
 PARTS = ("forward", "handover", "failover")
 DEFAULT_FAILURE_TIMEOUT = float(CosSettings.model_fields["host_failure_timeout_seconds"].default)
@@ -150,7 +149,7 @@ def add_node(cluster: Cluster) -> Any:
 
 def node_info(node: Any) -> dict[str, Any]:
     """The node as ``ray.nodes()`` describes it (what the runtime's deploy module takes)."""
-    return next(n for n in alive_nodes() if n["NodeID"] == node.node_id)
+    return next(n for n in alive_nodes() if n.node_id == node.node_id)
 
 
 def join(dep: Deployment, node: dict[str, Any]) -> Joined:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import grpc
 
 from chief_of_state.v1 import readside_pb2, readside_pb2_grpc
+from tests.handlers.serving import serve_until_signalled
 
 READY = "lag reader listening on"
 
@@ -50,14 +50,7 @@ async def serve(port: int, out: Path) -> None:
     server = grpc.aio.server()
     readside_pb2_grpc.add_ReadSideHandlerServiceServicer_to_server(LagReader(out), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    print(f"{READY} 127.0.0.1:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(1)
+    await serve_until_signalled(server, f"{READY} 127.0.0.1:{port}")
 
 
 if __name__ == "__main__":

@@ -11,20 +11,23 @@ import typer
 
 import cos
 from cli.settings_help import settings_table
-from cos.settings import SettingsError, load_database_settings, load_settings
+from cos.environment import environment_warnings, read_side_lines
+from cos.errors import StartupError
+from cos.logs import configure_logging, prepare_ray_log_forwarding
+from cos.ray_env import prepare_ray
+from cos.settings import (
+    SettingsError,
+    load_database_settings,
+    load_log_settings,
+    load_settings,
+)
 
 app = typer.Typer(
     help="Chief-of-State-compatible event-sourcing runtime on Ray.",
     no_args_is_help=True,
     add_completion=False,
 )
-log = logging.getLogger("cos")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format=LOG_FORMAT)
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+log = logging.getLogger("cos.serve")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -41,26 +44,27 @@ def version() -> None:
 @app.command()
 def migrate() -> None:
     """Apply the database migrations (COS_DB_*; embedded server when COS_DB_HOST is unset)."""
-    from cos.journal.database import resolve_target
-    from cos.journal.migrate import migrate as run_migrations
+    from cos.postgres import migrate as run_migrations
+    from cos.postgres import resolve_target, wait_for_database
 
     try:
         db = load_database_settings()
+        configure_logging(load_log_settings())
     except SettingsError as exc:
         raise _fail(str(exc)) from None
-    _configure_logging("INFO")
     target, embedded = resolve_target(db)
     try:
+        asyncio.run(wait_for_database(target, db.connect_retry_seconds))
         asyncio.run(run_migrations(target))
         typer.echo(f"schema {target.schema!r} is up to date")
+    except StartupError as exc:
+        raise _fail(str(exc)) from None
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-@app.command(
-    epilog="Settings (environment variables):\n\n" + settings_table().replace("\n", "\n\n")
-)
+@app.command(epilog="Settings (environment variables):\n\n" + settings_table())
 def serve(
     address: Annotated[
         str | None,
@@ -74,15 +78,21 @@ def serve(
         settings = load_settings()
     except SettingsError as exc:
         raise _fail(str(exc)) from None
-    _configure_logging(settings.log_level)
+    ray_address = address or settings.ray_address
+    prepare_ray(settings, local=ray_address is None)  # before the first import of ray
     from cli.serve import run
-    from cos.journal.layout import ShardCountError
-    from cos.sharding.deploy import ClusterMismatchError, NodeTakenError
+
+    configure_logging(settings.logging)  # after importing ray, which sets up its own
+    for warning in environment_warnings(settings):
+        log.warning(warning)
+    for line in read_side_lines(settings):
+        log.info(line)
 
     try:
-        code = run(settings, address or settings.ray_address)
-    except (NodeTakenError, ClusterMismatchError, ShardCountError) as exc:
+        code = run(settings, ray_address)
+    except StartupError as exc:
         raise _fail(str(exc)) from None
+    log.info("cos serve stopped" + (" (a shard host failed)" if code else ""))
     sys.exit(code)
 
 
@@ -94,19 +104,22 @@ def shards(
     ] = "cos",
 ) -> None:
     """Print which host owns each shard, its epoch and its active entities."""
+    prepare_ray_log_forwarding()
     import ray
     from rich.console import Console
 
     from cli.cluster_format import shards_table
-    from cos.sharding.deploy import NAMESPACE, lookup_actor
+    from cos.deploy import NAMESPACE, lookup_actor
+    from cos.sharding.names import coordinator_name
+    from cos.sharding.report import ShardReport
 
     ray.init(address=address, namespace=NAMESPACE, logging_level=logging.ERROR)
     try:
         try:
-            coordinator = lookup_actor(f"{cluster_name}-coordinator")
+            coordinator = lookup_actor(coordinator_name(cluster_name))
         except ValueError:
             raise _fail(f"no runtime named {cluster_name!r} on this Ray cluster") from None
-        rows = ray.get(coordinator.report.remote(), timeout=60)
+        rows: list[ShardReport] = ray.get(coordinator.report.remote(), timeout=60)
         Console().print(shards_table(rows))
     finally:
         ray.shutdown()

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import secrets
 import signal
+import socket
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 import ray
+from pydantic import SecretStr
+from ray.actor import ActorHandle
 
-from cos.journal.database import resolve_target
-from cos.journal.layout import pin_shard_count
-from cos.journal.migrate import migrate
+from cos.deploy import FAST_NODE_FAILURE, NAMESPACE, join_node
+from cos.errors import PortInUseError, StartupError
+from cos.postgres import DatabaseTarget, migrate, pin_shard_count, resolve_target, wait_for_database
+from cos.service.operator_auth import LOCAL_TOKEN_FILE
 from cos.settings import CosSettings
-from cos.sharding.deploy import FAST_NODE_FAILURE, NAMESPACE, join_node
 
 log = logging.getLogger("cos.serve")
 
@@ -24,9 +31,20 @@ def run(settings: CosSettings, ray_address: str | None) -> int:
     """Serve until SIGTERM/SIGINT (exit 0) or until a host dies (exit 1)."""
     target, embedded = resolve_target(settings.db)
     try:
-        asyncio.run(migrate(target))
-        log.info("schema %r migrated", target.schema)
-        asyncio.run(pin_shard_count(target, settings.num_shards))
+        asyncio.run(_prepare_journal(target, settings))
+        if ray_address is None:
+            # Our own one-node cluster: the host will bind here, so a taken port is
+            # known before Ray starts (joining a cluster, the host reports it itself).
+            check_port_free(settings.address, settings.port)
+            # No other node will call it: its peers' address is the loopback one.
+            if settings.advertise_address is None:
+                settings = settings.model_copy(update={"advertise_address": "127.0.0.1"})
+            settings = _with_local_operator_token(settings)
+        elif not (settings.admin_token or settings.admin_client_names or settings.admin_api_open):
+            log.warning(
+                "the operator API (read sides, shards) is closed: no COS_ADMIN_TOKEN or"
+                " COS_ADMIN_CLIENT_NAMES is set"
+            )
         # "local" starts a cluster of our own (on loopback); without it Ray would
         # attach to whatever cluster was started last on this machine.
         ray.init(
@@ -61,6 +79,45 @@ def run(settings: CosSettings, ray_address: str | None) -> int:
             embedded.stop()
 
 
+async def _prepare_journal(target: DatabaseTarget, settings: CosSettings) -> None:
+    await wait_for_database(target, settings.db.connect_retry_seconds)
+    await migrate(target)
+    log.info("schema %r migrated", target.schema)
+    await pin_shard_count(target, settings.num_shards)
+
+
+def _with_local_operator_token(settings: CosSettings) -> CosSettings:
+    """A single local node with no operator credential configured makes a token and
+    keeps it in :data:`LOCAL_TOKEN_FILE` (readable by its user only): the operator API
+    stays closed to others, and cos-cli run from here finds the token."""
+    if settings.admin_token or settings.admin_client_names or settings.admin_api_open:
+        return settings
+    if LOCAL_TOKEN_FILE.is_file():
+        token = LOCAL_TOKEN_FILE.read_text().strip()
+    else:
+        token = secrets.token_urlsafe(32)
+        LOCAL_TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+        LOCAL_TOKEN_FILE.touch(mode=0o600)
+        LOCAL_TOKEN_FILE.write_text(token + "\n")
+    log.info("operator token in %s (cos-cli run from here reads it)", LOCAL_TOKEN_FILE)
+    return settings.model_copy(update={"admin_token": SecretStr(token)})
+
+
+def check_port_free(address: str, port: int) -> None:
+    """Raise :class:`PortInUseError` when ``address:port`` cannot be bound."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError.at(address, port) from None
+            raise StartupError(
+                f"COS_ADDRESS: cannot listen on {address}:{port}: {exc.strerror}"
+            ) from None
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -68,10 +125,10 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _wait(hosts: dict[str, object], stop: threading.Event) -> int:
+def _wait(hosts: Mapping[str, ActorHandle[Any]], stop: threading.Event) -> int:
     while not stop.wait(_HEALTH_INTERVAL):
         try:
-            ray.get([h.ping.remote() for h in hosts.values()], timeout=30)  # type: ignore[attr-defined]
+            ray.get([h.ping.remote() for h in hosts.values()], timeout=30)
         except Exception as exc:
             log.error("a shard host stopped answering: %s", exc)
             return 1

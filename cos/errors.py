@@ -1,71 +1,101 @@
-"""The runtime's exception tree and its mapping to gRPC status codes.
+"""The runtime's exception tree. Errors say what happened and nothing of the transport:
+``cos/service/status.py`` maps them to gRPC status codes in one table, and
+``cos/transport.py`` turns a gRPC error from a handler or a peer host into one of them.
 
-    CosError                      INTERNAL     a bug or broken invariant
-    ├── InvalidRequestError       INVALID_ARGUMENT  the caller sent something unusable
-    ├── NotFoundError             NOT_FOUND    the entity or read side does not exist
-    ├── HandlerReplyError         INTERNAL     a handler answered something we cannot use
-    ├── HandlerCallError          (the handler's own code)  the handler raised an error
-    ├── UnavailableError          UNAVAILABLE  retryable: try again later
-    │   ├── ShardNotOwnedError    UNAVAILABLE  the shard is not served here right now
-    │   ├── FencedError           UNAVAILABLE  another host took the shard's lease
-    │   └── JournalUnavailableError UNAVAILABLE  the database cannot be reached
-    └── ConflictError             ABORTED      a revision already exists
+    CosError                      a bug or broken invariant               (INTERNAL)
+    ├── InvalidRequestError       the caller sent something unusable      (INVALID_ARGUMENT)
+    ├── NotFoundError             the entity or read side does not exist  (NOT_FOUND)
+    ├── HandlerReplyError         a handler answered something unusable   (INTERNAL)
+    ├── HandlerCallError          a handler or the owner host answered an error: its own
+    │                             status, message and details, passed on unchanged
+    ├── ConflictError             a revision already exists               (ABORTED)
+    ├── JournalRejectedError      the database refused the data for good  (INTERNAL)
+    ├── TooLargeError             a message exceeds COS_MAX_MESSAGE_BYTES (RESOURCE_EXHAUSTED)
+    ├── DeadlineExceededError     the caller's deadline passed first      (DEADLINE_EXCEEDED)
+    └── UnavailableError          transient: the caller may retry         (UNAVAILABLE)
+        ├── ShardNotOwnedError    this host does not serve the shard now; nothing ran
+        ├── HostUnreachableError  no connection to the shard's owner host; nothing ran
+        ├── FencedError           another host took the shard's lease; nothing was written
+        └── JournalUnavailableError  the database cannot be reached
 
-Each class carries its code (``error.code``); servicers abort with it, nothing
-else maps codes.
+    StartupError                  a set-up mistake: cos serve exits 2 with its one line
+    ├── DatabaseUnreachableError  PostgreSQL cannot be reached or refuses the login
+    └── PortInUseError            COS_PORT is taken on COS_ADDRESS
+
+Callers branch on the class: the router retries ``ShardNotOwnedError``,
+``HostUnreachableError`` and ``FencedError`` (the command surely did not run), and
+nothing else.
 """
 
 from __future__ import annotations
 
-import grpc
+
+def shorten(text: str, limit: int = 64) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters: an error never echoes
+    unbounded input (a status message must fit in gRPC's 16 KB of metadata)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text.encode())} bytes)"
 
 
 class CosError(Exception):
     """Root of every error the runtime raises on purpose."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
-
 
 class InvalidRequestError(CosError):
     """The request cannot be processed as sent (e.g. empty entity id)."""
-
-    code = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class NotFoundError(CosError):
     """The named entity has no revision yet, or the named thing does not exist."""
 
-    code = grpc.StatusCode.NOT_FOUND
-
 
 class HandlerReplyError(CosError):
     """A handler replied with something the runtime cannot use (e.g. no state)."""
 
-    code = grpc.StatusCode.INTERNAL
-
 
 class HandlerCallError(CosError):
-    """A handler call failed; carries the status to pass on to the caller unchanged."""
+    """A handler (or the host owning the shard) answered with an error status.
 
-    def __init__(
-        self,
-        code: grpc.StatusCode,
-        message: str,
-        trailing_metadata: tuple[tuple[str, str | bytes], ...] = (),
-    ) -> None:
+    ``status`` is the canonical status code name (``google.rpc.Code``, e.g.
+    ``FAILED_PRECONDITION``); ``details`` the serialized ``google.rpc.Status`` the
+    handler attached, if any. Both reach the caller unchanged.
+    """
+
+    def __init__(self, status: str, message: str, details: bytes | None = None) -> None:
         super().__init__(message)
-        self.code = code
-        self.trailing_metadata = trailing_metadata
+        self.status = status
+        self.details = details
+
+
+class ConflictError(CosError):
+    """A revision of the entity already exists in the journal."""
+
+
+class JournalRejectedError(CosError):
+    """The database refused what a command would write, and would refuse it again
+    (a data or limit error, not a lost connection): it fails that command alone."""
+
+
+class TooLargeError(CosError):
+    """A request, event or state is larger than the largest message (COS_MAX_MESSAGE_BYTES)."""
+
+
+class DeadlineExceededError(CosError):
+    """The caller's deadline passed before the command reached the write handler; it was
+    not run."""
 
 
 class UnavailableError(CosError):
     """A transient failure; the caller may retry."""
 
-    code = grpc.StatusCode.UNAVAILABLE
-
 
 class ShardNotOwnedError(UnavailableError):
     """The shard of the entity is not served by this host at the moment."""
+
+
+class HostUnreachableError(UnavailableError):
+    """No connection to the host that owns the shard: the forwarded call never ran."""
 
 
 class FencedError(UnavailableError):
@@ -76,7 +106,21 @@ class JournalUnavailableError(UnavailableError):
     """The journal database could not be reached or failed mid-transaction."""
 
 
-class ConflictError(CosError):
-    """A revision of the entity already exists in the journal."""
+class StartupError(Exception):
+    """A mistake in the set-up that stops ``cos serve``; the message names the setting."""
 
-    code = grpc.StatusCode.ABORTED
+
+class DatabaseUnreachableError(StartupError):
+    """PostgreSQL could not be reached in time, or refused the configured login."""
+
+
+class PortInUseError(StartupError):
+    """The gRPC port is already bound on the configured address."""
+
+    @classmethod
+    def at(cls, address: str, port: int) -> PortInUseError:
+        """The error for ``address:port``, naming the settings."""
+        return cls(
+            f"COS_PORT: {address}:{port} is already in use (COS_ADDRESS, COS_PORT):"
+            " stop what listens there or choose another port"
+        )

@@ -1,32 +1,90 @@
 """Runtime configuration, read once from the ``COS_*`` environment at start-up.
 
-Names follow Chief of State where it has one. :func:`load_settings` is the
-only place that reads the environment; everything else receives a frozen
-settings object through its constructor.
+Names follow Chief of State where it has one. The environment is read here, by
+:func:`load_settings` (pydantic-settings does, through it), and by
+:mod:`cos.environment`, which says what in it has no effect; everything else receives
+a frozen settings object through its constructor.
 """
 
 from __future__ import annotations
 
+import enum
 import os
+import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cos.logs import LogSettings, LogStyle
 from cos.readside.config import ReadSideConfig, ReadSideConfigError, load_read_sides
+from cos.tls import PEM_CERTIFICATE, TlsFileError, TlsFiles, read_pem
+from cos.transport import ChannelSettings, Keepalive
 
 HeaderList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _log_level(value: object) -> object:
+    # Chief of State's names (logback: WARN, TRACE) next to Python's.
+    aliases = {"WARN": "WARNING", "TRACE": "DEBUG", "FATAL": "CRITICAL"}
+    if isinstance(value, str):
+        level = aliases.get(value.strip().upper(), value.strip().upper())
+        if level in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            return level
+    raise ValueError("must be one of DEBUG, INFO, WARN, ERROR")
+
+
+LogLevel = Annotated[str, BeforeValidator(_log_level)]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+_UNIT_SECONDS = {
+    **dict.fromkeys(("", "ms", "milli", "millis", "millisecond", "milliseconds"), 0.001),
+    **dict.fromkeys(("s", "second", "seconds"), 1.0),
+    **dict.fromkeys(("m", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hour", "hours"), 3600.0),
+}
+
+
+def _duration(value: object) -> object:
+    # Chief of State's duration settings (HOCON): "60s", "1m", "500ms"; a bare number is ms.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) / 1000
+    found = _DURATION.match(value.lower()) if isinstance(value, str) else None
+    if found is None or found.group(2) not in _UNIT_SECONDS:
+        raise ValueError("must be a duration: a number of ms, or with a unit (500ms, 60s, 1m, 1h)")
+    return float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+
+
+# In seconds once read.
+Duration = Annotated[float, BeforeValidator(_duration)]
+Style = Annotated[
+    LogStyle, BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v)
+]
 
 
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
 
 
-def _split_list(value: Any) -> Any:
+class DeploymentMode(str, enum.Enum):
+    """``COS_DEPLOYMENT_MODE``, as Chief of State names it."""
+
+    DOCKER = "docker"
+    KUBERNETES = "kubernetes"
+
+
+def _split_list(value: object) -> object:
     if isinstance(value, str):
         return tuple(item.strip().lower() for item in value.split(",") if item.strip())
     return value
+
+
+SslMode = Annotated[
+    Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
+    BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
+]
 
 
 class DatabaseSettings(BaseSettings):
@@ -38,6 +96,9 @@ class DatabaseSettings(BaseSettings):
     port: int = Field(5432, gt=0, lt=65536, description="PostgreSQL port")
     user: str = Field("postgres", description="PostgreSQL user")
     password: SecretStr = Field(SecretStr(""), description="PostgreSQL password")
+    password_file: str | None = Field(
+        None, description="file holding the PostgreSQL password (instead of COS_DB_PASSWORD)"
+    )
     name: str = Field("postgres", description="PostgreSQL database name")
     schema_: str = Field(
         "public",
@@ -45,12 +106,51 @@ class DatabaseSettings(BaseSettings):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
         description="schema holding the runtime's tables",
     )
-    pool_max_size: int = Field(20, ge=2, description="connections per host process")
+    pool_max_size: int = Field(20, ge=2, description="most connections per host process")
+    pool_min_idle_connections: int = Field(
+        1, ge=1, description="connections each host process keeps open when idle"
+    )
+    pool_idle_timeout_ms: int = Field(
+        60_000,
+        gt=0,
+        description="an idle connection beyond the minimum is closed after this, in ms",
+    )
+    pool_max_lifetime_ms: int = Field(
+        120_000, gt=0, description="connections are renewed after this, in ms"
+    )
+    connect_retry_seconds: float = Field(
+        60.0,
+        ge=0,
+        alias="COS_DB_CONNECT_RETRY_SECONDS",
+        description="how long start-up waits for PostgreSQL to accept connections, in seconds",
+    )
+    ssl_mode: SslMode = Field(
+        "prefer",
+        description="TLS to PostgreSQL, as libpq: disable, allow, prefer, require, verify-ca,"
+        " verify-full",
+    )
+    ssl_root_cert: str | None = Field(
+        None, description="PEM CAs that sign PostgreSQL's certificate (verify-ca, verify-full)"
+    )
+    ssl_cert: str | None = Field(None, description="PEM client certificate for PostgreSQL")
+    ssl_key: str | None = Field(None, description="PEM private key of COS_DB_SSL_CERT")
     embedded_dir: str = Field(
         ".cos-data/postgres",
         alias="COS_EMBEDDED_DB_DIR",
         description="data folder of the embedded PostgreSQL (used when COS_DB_HOST is unset)",
     )
+
+    def tls_parameters(self) -> tuple[tuple[str, str], ...]:
+        """libpq's TLS parameters (``sslmode``…) of the configured server; none when all
+        are left at their defaults."""
+        values = {
+            "sslmode": self.ssl_mode,
+            "sslrootcert": self.ssl_root_cert,
+            "sslcert": self.ssl_cert,
+            "sslkey": self.ssl_key,
+        }
+        given = tuple((k, v) for k, v in values.items() if v is not None)
+        return () if given == (("sslmode", "prefer"),) else given
 
     @property
     def embedded(self) -> bool:
@@ -97,13 +197,26 @@ class CosSettings(BaseSettings):
         (), description="comma-separated state type names allowed when validating"
     )
     command_handler_timeout: float = Field(
-        5.0, gt=0, description="deadline of each write handler call, in seconds (as in CoS)"
+        5.0,
+        gt=0,
+        description="time the write handler gets for all calls of one command, in seconds",
+    )
+    grpc_calls_timeout: int = Field(
+        60_000,
+        gt=0,
+        description="deadline of one handler call (write, and read without its own), in ms",
+    )
+    max_message_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="largest gRPC message in bytes: requests, replies, handler calls, an"
+        " event with its state",
     )
     passivation_idle_seconds: float = Field(
         120.0, gt=0, description="an entity idle this long leaves the cache"
     )
     entity_cache_size: int = Field(
-        10_000, gt=0, description="entities kept in memory per shard host"
+        10_000, gt=0, description="entities kept in memory per node, divided among its shards"
     )
     journal_max_batch: int = Field(
         500, gt=0, description="most commands flushed in one group-commit transaction"
@@ -122,7 +235,7 @@ class CosSettings(BaseSettings):
         10.0, gt=0, description="longest retry delay for a failing read handler, in seconds"
     )
     read_sides: tuple[ReadSideConfig, ...] = Field(
-        (), exclude=True, description="(from COS_READ_SIDE_CONFIG and COS_READ_SIDE_CONFIG__*)"
+        (), exclude=True, description="(from COS_READ_SIDE_CONFIG or COS_READ_SIDE_CONFIG__*)"
     )
     cluster_name: str = Field(
         "cos",
@@ -130,13 +243,16 @@ class CosSettings(BaseSettings):
         description="names this runtime's Ray actors; runtimes sharing a Ray cluster differ",
     )
     advertise_address: str | None = Field(
-        None, description="host other nodes use to reach this node's gRPC port (default: node IP)"
+        None,
+        description="host other nodes use to reach this node's gRPC port (default: node IP)",
     )
     host_failure_timeout_seconds: float = Field(
         5.0, gt=0, description="a shard host silent this long is declared dead"
     )
     forward_retry_seconds: float = Field(
-        5.0, ge=0, description="how long a forwarded command is retried while its shard moves"
+        30.0,
+        ge=0,
+        description="how long a command is retried while its shard moves (within its deadline)",
     )
     ray_address: str | None = Field(
         None, description="Ray cluster to join; unset = start a local Ray"
@@ -145,7 +261,108 @@ class CosSettings(BaseSettings):
         None,
         description="--temp-dir of the Ray node to join, when several share one machine",
     )
-    log_level: str = Field("INFO", alias="LOG_LEVEL", description="log level")
+    deployment_mode: DeploymentMode = Field(
+        DeploymentMode.DOCKER,
+        description="docker or kubernetes (kubernetes: POD_IP is advertised)",
+    )
+    replica_count: int = Field(
+        1, ge=1, description="nodes expected in the cluster (kubernetes cluster formation)"
+    )
+    kubernetes_app_label: str | None = Field(
+        None, description="app label of the runtime's pods (required in kubernetes mode)"
+    )
+    pod_ip: str | None = Field(
+        None, alias="POD_IP", description="this pod's IP (kubernetes mode; set by the chart)"
+    )
+    ray_auth_token: SecretStr | None = Field(
+        None, description="Ray's cluster token (token authentication; default: Ray's own)"
+    )
+    ray_auth_token_file: str | None = Field(
+        None, description="file holding Ray's cluster token (instead of COS_RAY_AUTH_TOKEN)"
+    )
+    write_side_breaker_enabled: bool = Field(
+        False, description="circuit breaker on the write handler (as CoS's main branch)"
+    )
+    write_side_breaker_max_failures: int = Field(
+        5, gt=0, description="failed write handler calls in a row that open the breaker"
+    )
+    write_side_breaker_call_timeout: Duration = Field(
+        "60s",
+        gt=0,
+        validate_default=True,
+        description="deadline of a write handler call under the breaker (60s, 500ms)",
+    )
+    write_side_breaker_reset_timeout: Duration = Field(
+        "1m",
+        gt=0,
+        validate_default=True,
+        description="how long an open write-side breaker fails calls at once",
+    )
+    read_side_breaker_enabled: bool = Field(
+        False, description="circuit breaker on each read handler (as CoS's main branch)"
+    )
+    read_side_breaker_max_failures: int = Field(
+        5, gt=0, description="failed read handler calls in a row that open its breaker"
+    )
+    read_side_breaker_call_timeout: Duration = Field(
+        "10s",
+        gt=0,
+        validate_default=True,
+        description="deadline of a read handler call under the breaker",
+    )
+    read_side_breaker_reset_timeout: Duration = Field(
+        "1m",
+        gt=0,
+        validate_default=True,
+        description="how long an open read-side breaker fails calls at once",
+    )
+    grpc_keepalive_enabled: bool = Field(
+        False, description="HTTP/2 keepalive pings on the channels to handlers and peers"
+    )
+    grpc_keepalive_time: Duration = Field(
+        "120s", gt=0, validate_default=True, description="time between keepalive pings (120s)"
+    )
+    grpc_keepalive_timeout: Duration = Field(
+        "60s",
+        gt=0,
+        validate_default=True,
+        description="how long a ping may go unanswered before the connection closes",
+    )
+    grpc_keepalive_without_calls: bool = Field(
+        True, description="ping also while no call is in flight"
+    )
+    tls_cert_file: str | None = Field(
+        None, description="PEM certificate chain of the gRPC port (turns TLS on)"
+    )
+    tls_key_file: str | None = Field(None, description="PEM private key of COS_TLS_CERT_FILE")
+    tls_client_ca_file: str | None = Field(
+        None, description="PEM CAs whose client certificates callers must present (mutual TLS)"
+    )
+    tls_ca_file: str | None = Field(
+        None, description="PEM CAs a node trusts its peers with (default: the client CA)"
+    )
+    tls_server_name: str | None = Field(
+        None, description="name peers' certificates are checked against (default: their address)"
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="the operator token the operator API (read sides, shards) asks for"
+    )
+    admin_token_file: str | None = Field(
+        None, description="file holding the operator token (instead of COS_ADMIN_TOKEN)"
+    )
+    admin_client_names: HeaderList = Field(
+        (), description="client certificate names let into the operator API (mutual TLS)"
+    )
+    admin_api_open: bool = Field(
+        False, description="open the operator API to callers without credentials"
+    )
+    service_name: str = Field(
+        "chiefofstate", min_length=1, description="names the service in logs and traces"
+    )
+    log_level: LogLevel = Field("INFO", alias="LOG_LEVEL", description="DEBUG, INFO, WARN or ERROR")
+    log_style: Style = Field(
+        LogStyle.STANDARD, alias="LOG_STYLE", description="log format: STANDARD, SIMPLE or JSON"
+    )
 
     @field_validator(
         "write_side_propagated_headers",
@@ -153,26 +370,127 @@ class CosSettings(BaseSettings):
         mode="before",
     )
     @classmethod
-    def _headers(cls, value: Any) -> Any:
+    def _headers(cls, value: object) -> object:
         return _split_list(value)
 
-    @field_validator("write_side_event_protos", "write_side_state_protos", mode="before")
+    @field_validator(
+        "write_side_event_protos", "write_side_state_protos", "admin_client_names", mode="before"
+    )
     @classmethod
-    def _type_names(cls, value: Any) -> Any:
+    def _type_names(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("deployment_mode", mode="before")
     @classmethod
-    def _level(cls, value: Any) -> Any:
-        allowed = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
-        if isinstance(value, str) and value.upper() in allowed:
-            return value.upper()
-        raise ValueError(f"must be one of {', '.join(sorted(allowed))}")
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("write_side_tls_ca_file")
+    @classmethod
+    def _readable_pem(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            text = Path(value).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read the CA file: {exc.strerror or exc}") from None
+        if b"-----BEGIN CERTIFICATE-----" not in text:
+            raise ValueError("not a PEM file of CA certificates (no BEGIN CERTIFICATE)")
+        return value
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The gRPC port's TLS files; None without TLS."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        return TlsFiles(
+            self.tls_cert_file,
+            self.tls_key_file,
+            self.tls_client_ca_file,
+            self.tls_ca_file,
+            self.tls_server_name,
+        )
+
+    @property
+    def channels(self) -> ChannelSettings:
+        """What every channel to a handler or a peer shares."""
+        keepalive = (
+            Keepalive(
+                self.grpc_keepalive_time,
+                self.grpc_keepalive_timeout,
+                self.grpc_keepalive_without_calls,
+            )
+            if self.grpc_keepalive_enabled
+            else None
+        )
+        return ChannelSettings(self.max_message_bytes, keepalive)
+
+    @property
+    def logging(self) -> LogSettings:
+        """How every process of the runtime logs."""
+        return LogSettings(self.log_level, self.log_style, self.service_name)
+
+    def check_deployment(self) -> None:
+        """Settings that are required together; raises :class:`SettingsError`."""
+        if self.deployment_mode is DeploymentMode.KUBERNETES:
+            for name, value in (
+                ("COS_KUBERNETES_APP_LABEL", self.kubernetes_app_label),
+                ("POD_IP", self.pod_ip),
+            ):
+                if not value:
+                    raise SettingsError(f"{name}: required when COS_DEPLOYMENT_MODE=kubernetes")
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        cert, key = self.tls_cert_file, self.tls_key_file
+        if (cert is None) != (key is None):
+            raise SettingsError("COS_TLS_CERT_FILE and COS_TLS_KEY_FILE: set both or neither")
+        if cert is None:
+            for name in ("tls_client_ca_file", "tls_ca_file", "tls_server_name"):
+                if getattr(self, name) is not None:
+                    raise SettingsError(f"{env_name(CosSettings, name)}: needs COS_TLS_CERT_FILE")
+            return
+        files = {
+            "tls_cert_file": PEM_CERTIFICATE,
+            "tls_key_file": b"-----BEGIN ",
+            "tls_client_ca_file": PEM_CERTIFICATE,
+            "tls_ca_file": PEM_CERTIFICATE,
+        }
+        for name, marker in files.items():
+            path = getattr(self, name)
+            if path is not None:
+                try:
+                    read_pem(path, "file", marker)
+                except TlsFileError as exc:
+                    raise SettingsError(f"{env_name(CosSettings, name)}: {exc}") from None
 
 
-def _env_name(model: type[BaseSettings], field: str) -> str:
+class _LogEnvironment(BaseSettings):
+    """The logging settings alone, for commands that need no other (``cos migrate``)."""
+
+    model_config = SettingsConfigDict(env_prefix="COS_", frozen=True, extra="ignore")
+
+    log_level: LogLevel = Field("INFO", alias="LOG_LEVEL")
+    log_style: Style = Field(LogStyle.STANDARD, alias="LOG_STYLE")
+    service_name: str = Field("chiefofstate")
+
+
+def load_log_settings() -> LogSettings:
+    """``LOG_LEVEL``, ``LOG_STYLE`` and ``COS_SERVICE_NAME`` alone."""
+    try:
+        found = _LogEnvironment()
+    except ValidationError as exc:
+        raise SettingsError(_one_line(_LogEnvironment, exc)) from None
+    return LogSettings(found.log_level, found.log_style, found.service_name)
+
+
+def env_name(model: type[BaseSettings], field: str) -> str:
+    """The environment variable of a settings field."""
+    info = model.model_fields.get(field)
+    if info is not None and info.alias:
+        return info.alias
     aliases = {info.alias for info in model.model_fields.values() if info.alias}
     if field in aliases:
         return field
@@ -183,19 +501,39 @@ def _env_name(model: type[BaseSettings], field: str) -> str:
 def _one_line(model: type[BaseSettings], error: ValidationError) -> str:
     first = error.errors()[0]
     field = str(first["loc"][0]) if first["loc"] else ""
-    name = _env_name(model, field)
+    name = env_name(model, field)
     if first["type"] == "missing":
         return f"{name}: required but not set"
     message = str(first["msg"]).removeprefix("Value error, ")
+    info = model.model_fields.get(field)
+    if info is not None and "SecretStr" in str(info.annotation):
+        return f"{name}: {message}"  # never echo a secret
     return f"{name}: {message} (got {first.get('input')!r})"
+
+
+def read_secret_file(variable: str, path: str, inline_set: bool) -> SecretStr:
+    """The secret in ``path`` (the value of ``<variable>_FILE``), trailing newline
+    dropped. Refuses both forms at once: which one should win would be a guess."""
+    if inline_set:
+        raise SettingsError(f"{variable} and {variable}_FILE are both set: keep one")
+    try:
+        return SecretStr(Path(path).read_text().rstrip("\r\n"))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not text"
+        raise SettingsError(f"{variable}_FILE: cannot read {path!r}: {reason}") from None
 
 
 def load_database_settings() -> DatabaseSettings:
     """Read ``COS_DB_*``; raise :class:`SettingsError` naming the bad variable."""
     try:
-        return DatabaseSettings()
+        db = DatabaseSettings()
     except ValidationError as exc:
         raise SettingsError(_one_line(DatabaseSettings, exc)) from None
+    if db.password_file is None:
+        return db
+    inline = bool(db.password.get_secret_value())
+    password = read_secret_file("COS_DB_PASSWORD", db.password_file, inline)
+    return db.model_copy(update={"password": password})
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> CosSettings:
@@ -206,6 +544,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> CosSettings:
         settings = CosSettings(db=db)
     except ValidationError as exc:
         raise SettingsError(_one_line(CosSettings, exc)) from None
+    settings.check_deployment()
+    if settings.ray_auth_token_file is not None:
+        token = read_secret_file(
+            "COS_RAY_AUTH_TOKEN", settings.ray_auth_token_file, settings.ray_auth_token is not None
+        )
+        settings = settings.model_copy(update={"ray_auth_token": token})
+    if settings.admin_token_file is not None:
+        token = read_secret_file(
+            "COS_ADMIN_TOKEN", settings.admin_token_file, settings.admin_token is not None
+        )
+        settings = settings.model_copy(update={"admin_token": token})
     if not settings.read_side_enabled:
         return settings
     try:

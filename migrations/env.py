@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed over by cos.journal.migrate."""
+"""Alembic environment: runs on the connection handed over by cos.postgres.migrate."""
 
 from __future__ import annotations
 

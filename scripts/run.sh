@@ -5,7 +5,7 @@
 # embedded PostgreSQL in .cos-data/postgres.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+bash scripts/install.sh runtime
 if [ -z "${COS_WRITE_SIDE_HOST:-}" ]; then
   export COS_WRITE_SIDE_HOST=127.0.0.1 COS_WRITE_SIDE_PORT=${COS_WRITE_SIDE_PORT:-50051}
   .venv/bin/python examples/bank/handler.py --host 127.0.0.1 --port "$COS_WRITE_SIDE_PORT" &

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 # Ray uses the loopback address for every node when this is 0 (read when Ray is
 # imported, so before any import of it): all test traffic stays on 127.0.0.1.
@@ -13,8 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from cos.journal.database import DatabaseTarget
-from cos.journal.migrate import migrate
+from cos.postgres import DatabaseTarget, migrate
 from tests.support import drop_schema, find_database, new_schema_name, start_write_handler
 
 
@@ -25,6 +25,7 @@ def database_server() -> Iterator[DatabaseTarget]:
     yield target
     if embedded is not None:
         embedded.stop()
+        shutil.rmtree(embedded.data_dir, ignore_errors=True)  # the session made it
 
 
 @pytest.fixture

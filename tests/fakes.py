@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from cos.errors import ConflictError
+from chief_of_state.v1 import writeside_pb2
+from cos.errors import ConflictError, JournalRejectedError
 from cos.journal.store import EntityAppend, Recovered, StoredEvent
+from cos.writeside.client import HandlerCall
 
 
 class FakeJournalStore:
-    """Records append batches; can be told to refuse an entity as a conflict."""
+    """Records append batches; can be told to refuse an entity as a conflict, or the
+    way PostgreSQL refuses data it cannot store (``rejecting``)."""
 
     def __init__(self, delay: float = 0.01) -> None:
         self.batches: list[list[str]] = []
         self.conflicting: set[str] = set()
+        self.rejecting: set[str] = set()
         self._delay = delay
 
     async def acquire_shards(self, shards: Sequence[int], owner: str) -> dict[int, int]:
@@ -25,6 +29,8 @@ class FakeJournalStore:
         ids = [item.entity_id for item in batch]
         if self.conflicting & set(ids):
             raise ConflictError(f"conflict in {ids}")
+        if self.rejecting & set(ids):
+            raise JournalRejectedError(f"the database refused {ids}")
         self.batches.append(ids)
 
     async def latest(self, entity_id: str) -> Recovered | None:
@@ -44,18 +50,18 @@ class FakeWriteHandler:
         self.gate: asyncio.Event | None = None
         self.commands = 0
 
-    async def handle_command(self, command, prior_state, prior_meta, metadata):  # type: ignore[no-untyped-def]
-        from chief_of_state.v1 import writeside_pb2
-
+    async def handle_command(
+        self, request: writeside_pb2.HandleCommandRequest, call: HandlerCall
+    ) -> writeside_pb2.HandleCommandResponse:
         self.commands += 1
         if self.gate is not None:
             await self.gate.wait()
-        return writeside_pb2.HandleCommandResponse(events=[command])
+        return writeside_pb2.HandleCommandResponse(events=[request.command])
 
-    async def handle_event(self, event, prior_state, meta, metadata):  # type: ignore[no-untyped-def]
-        from chief_of_state.v1 import writeside_pb2
-
-        return writeside_pb2.HandleEventResponse(resulting_state=event)
+    async def handle_event(
+        self, request: writeside_pb2.HandleEventRequest, call: HandlerCall
+    ) -> writeside_pb2.HandleEventResponse:
+        return writeside_pb2.HandleEventResponse(resulting_state=request.event)
 
     async def close(self) -> None:
         return None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncpg
 
-from cos.journal.database import DatabaseTarget, EmbeddedPostgres
+from cos.postgres import DatabaseTarget, EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,13 +33,15 @@ def free_port() -> int:
 class Process:
     """A child process whose output is collected; ``wait_for`` blocks on a line."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> None:
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(
             list(args),
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            env=dict(os.environ) if env is None else env,  # a given env is the whole of it
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -94,6 +96,10 @@ class Process:
 
 
 COS = [sys.executable, "-m", "cli.main"]
+# The operator token of every runtime the tests start (COS_ADMIN_TOKEN), and how a
+# test's gRPC call or cos-cli run presents it.
+ADMIN_TOKEN = "test-operator-token"
+OPERATOR_METADATA = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 
 
 def serve_env(handler_port: int, port: int, **extra: str) -> dict[str, str]:
@@ -104,6 +110,7 @@ def serve_env(handler_port: int, port: int, **extra: str) -> dict[str, str]:
         COS_PORT=str(port),
         COS_ADDRESS="127.0.0.1",
         COS_NUM_SHARDS="4",
+        COS_ADMIN_TOKEN=ADMIN_TOKEN,
     )
     env.update(extra)
     return env

@@ -1,1 +1,4 @@
-"""The event journal and snapshot store."""
+"""The journal, the port (``JournalStore`` and its records), and group commit onto it.
+
+The PostgreSQL implementation is ``cos.postgres.PostgresJournalStore``.
+"""

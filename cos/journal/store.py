@@ -1,4 +1,4 @@
-"""The journal contract: what a shard needs from durable storage.
+"""The journal, the port: what a shard and its read sides need from durable storage.
 
 Every implementation is held to the same tests (tests/integration/test_journal_contract.py).
 """
@@ -61,11 +61,8 @@ class Recovered:
 
 
 class JournalStore(Protocol):
-    """Durable storage of events, snapshots and shard leases."""
-
-    async def acquire_shards(self, shards: Sequence[int], owner: str) -> dict[int, int]:
-        """Take the lease of each shard for ``owner``; returns each shard's new epoch."""
-        ...
+    """Durable storage of events and snapshots, fenced by the shard leases
+    (:mod:`cos.sharding.leases`) of the same database."""
 
     async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> None:
         """Write every append of ``batch`` in one transaction, or none of them.
@@ -83,6 +80,6 @@ class JournalStore(Protocol):
         """Events of a shard with position greater than ``after``, in position order."""
         ...
 
-    async def close(self) -> None:
-        """Release connections."""
+    async def last_positions(self, shards: Sequence[int]) -> dict[int, int]:
+        """The position of the last committed event of each shard (0 for none yet)."""
         ...

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from cos.errors import ConflictError, CosError, JournalUnavailableError
+from cos.errors import ConflictError, CosError, JournalRejectedError, JournalUnavailableError
 from cos.journal.store import EntityAppend, JournalStore
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,16 @@ class GroupCommitWriter:
     async def _flush(self, batch: list[_Waiting]) -> None:
         try:
             await self._store.append(self._shard, self.epoch, [item for item, _ in batch])
-        except ConflictError as exc:
+        except (ConflictError, JournalRejectedError) as exc:
             if len(batch) == 1:
                 _settle(batch, exc)
             else:
-                # One entity's conflict must not fail the others: retry one by one.
-                for waiting in batch:
-                    await self._flush([waiting])
+                # One command's bad data must not fail the others of its transaction:
+                # halve the batch until the culprit is alone (log2 of the batch in extra
+                # transactions); the rest commits.
+                half = len(batch) // 2
+                await self._flush(batch[:half])
+                await self._flush(batch[half:])
         except CosError as exc:
             _settle(batch, exc)
         except Exception as exc:

@@ -1,7 +1,11 @@
 """Read-side configuration, the Chief of State way: YAML documents or
 ``COS_READ_SIDE_CONFIG__<SETTING>__<READSIDE_ID>`` environment variables.
 
-Parsing is pure: callers pass the environment mapping and the file texts.
+As in Chief of State 2.5.7 (``ReadSideServiceStarter``) it is one or the other: when
+``COS_READ_SIDE_CONFIG`` names a file or folder, only the YAML counts and the variables
+are ignored; the variables are read only when it is unset. Parsing is pure: callers
+pass the environment mapping; only :func:`yaml_files` and :func:`load_read_sides`
+look at files.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -55,13 +58,13 @@ class ReadSideConfig:
     host: str
     port: int
     use_tls: bool = False
-    timeout_ms: int = 30_000
+    timeout_ms: int | None = None  # None: COS_GRPC_CALLS_TIMEOUT
     auto_start: bool = True
     enabled: bool = True
     failure_policy: FailurePolicy | None = None
 
 
-def _bool(read_side: str, key: str, value: Any) -> bool:
+def _bool(read_side: str, key: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -74,7 +77,7 @@ def _bool(read_side: str, key: str, value: Any) -> bool:
     )
 
 
-def _positive_int(read_side: str, key: str, value: Any, upper: int | None = None) -> int:
+def _positive_int(read_side: str, key: str, value: object, upper: int | None = None) -> int:
     try:
         number = int(str(value).strip())
     except ValueError:
@@ -88,7 +91,7 @@ def _positive_int(read_side: str, key: str, value: Any, upper: int | None = None
     return number
 
 
-def parse_read_side(values: Mapping[str, Any], source: str) -> ReadSideConfig:
+def parse_read_side(values: Mapping[str, object], source: str) -> ReadSideConfig:
     """Validate one read side's settings (YAML keys) into a :class:`ReadSideConfig`."""
     read_side = str(values.get("readSideId") or "").strip()
     if not read_side or not _ID.match(read_side):
@@ -116,14 +119,32 @@ def parse_read_side(values: Mapping[str, Any], source: str) -> ReadSideConfig:
         host=host,
         port=_positive_int(read_side, "port", values["port"], upper=65535),
         use_tls=_bool(read_side, "useTls", values.get("useTls", False)),
-        timeout_ms=_positive_int(read_side, "timeout", values.get("timeout", 30_000)),
+        timeout_ms=_timeout(read_side, values.get("timeout")),
         auto_start=_bool(read_side, "autoStart", values.get("autoStart", True)),
         enabled=_bool(read_side, "enabled", values.get("enabled", True)),
         failure_policy=_policy(read_side, values.get("failurePolicy")),
     )
 
 
-def _policy(read_side: str, value: Any) -> FailurePolicy | None:
+def _timeout(read_side: str, value: object) -> int | None:
+    if value in (None, ""):
+        return None
+    return _positive_int(read_side, "timeout", value)
+
+
+def describe(config: ReadSideConfig, default_timeout_ms: int) -> str:
+    """One line saying how a read side will run (logged at start-up)."""
+    policy = config.failure_policy.value if config.failure_policy else "none (retry forever)"
+    timeout = config.timeout_ms or default_timeout_ms
+    return (
+        f"read side {config.read_side_id}: handler {config.host}:{config.port}"
+        f"{' (TLS)' if config.use_tls else ''}, failurePolicy={policy},"
+        f" autoStart={str(config.auto_start).lower()}, enabled={str(config.enabled).lower()},"
+        f" timeout={timeout} ms"
+    )
+
+
+def _policy(read_side: str, value: object) -> FailurePolicy | None:
     if value in (None, ""):
         return None
     try:
@@ -149,7 +170,7 @@ def from_yaml(text: str, source: str) -> list[ReadSideConfig]:
 
 def from_env(environ: Mapping[str, str]) -> list[ReadSideConfig]:
     """Read sides from ``COS_READ_SIDE_CONFIG__<SETTING>__<READSIDE_ID>`` variables."""
-    grouped: dict[str, dict[str, Any]] = {}
+    grouped: dict[str, dict[str, object]] = {}
     for name, value in environ.items():
         if not name.startswith(_ENV_PREFIX):
             continue
@@ -167,21 +188,45 @@ def from_env(environ: Mapping[str, str]) -> list[ReadSideConfig]:
 
 
 def yaml_files(path: Path) -> list[Path]:
-    """The YAML files ``COS_READ_SIDE_CONFIG`` names: the file, or the folder's YAML files."""
+    """The files ``COS_READ_SIDE_CONFIG`` names: the file, or every file under the folder.
+
+    Like Chief of State, a folder is read recursively and every file in it counts,
+    whatever its extension. Hidden entries are skipped: a Kubernetes ConfigMap volume
+    holds each file twice, once behind its ``..data`` link.
+    """
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix in {".yml", ".yaml"} and p.is_file())
+        return sorted(
+            file
+            for file in path.rglob("*")
+            if file.is_file()
+            and not any(part.startswith(".") for part in file.relative_to(path).parts)
+        )
     if path.is_file():
         return [path]
     raise ReadSideConfigError(f"COS_READ_SIDE_CONFIG: {str(path)!r} is neither a file nor a folder")
 
 
+def env_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``COS_READ_SIDE_CONFIG__*`` variable names in ``environ``, sorted."""
+    return sorted(name for name in environ if name.startswith(_ENV_PREFIX))
+
+
 def load_read_sides(config_path: str | None, environ: Mapping[str, str]) -> list[ReadSideConfig]:
-    """All configured read sides; refuses duplicate ids."""
+    """All configured read sides: from ``config_path`` when it is set, else from the
+    ``COS_READ_SIDE_CONFIG__*`` variables (never both, as in Chief of State). Refuses
+    duplicate ids."""
     found: list[ReadSideConfig] = []
     if config_path:
         for file in yaml_files(Path(config_path)):
-            found.extend(from_yaml(file.read_text(), str(file)))
-    found.extend(from_env(environ))
+            try:
+                text = file.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ReadSideConfigError(
+                    f"COS_READ_SIDE_CONFIG: cannot read {file}: {exc}"
+                ) from None
+            found.extend(from_yaml(text, str(file)))
+    else:
+        found.extend(from_env(environ))
     _refuse_duplicates(found)
     return found
 

@@ -1,12 +1,22 @@
-"""Operator actions on read sides: offsets, pause, resume, skip, restart."""
+"""Operator actions on read sides: offsets, status, pause, resume, skip, restart."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from cos.errors import InvalidRequestError, NotFoundError
+from cos.errors import InvalidRequestError, NotFoundError, shorten
+from cos.journal.store import JournalStore
 from cos.readside.hosting import ReadSideHosting
-from cos.readside.offsets import Offset, PostgresOffsetStore
+from cos.readside.offsets import Offset, OffsetStore
+
+
+@dataclass(frozen=True)
+class ShardStatus:
+    """A read side in one shard: its offset, and the shard's last journal position."""
+
+    offset: Offset
+    journal_position: int
 
 
 class ReadSideManager:
@@ -16,18 +26,22 @@ class ReadSideManager:
         self,
         read_side_ids: Iterable[str],
         num_shards: int,
-        offsets: PostgresOffsetStore,
+        offsets: OffsetStore,
         hosting: ReadSideHosting,
+        journal: JournalStore,
     ) -> None:
         self._known = set(read_side_ids)
         self._num_shards = num_shards
         self._offsets = offsets
         self._hosting = hosting
+        self._journal = journal
 
     def _shards(self, read_side_id: str, shard: int | None) -> list[int]:
         if read_side_id not in self._known:
             known = ", ".join(sorted(self._known)) or "none configured"
-            raise NotFoundError(f"read side {read_side_id!r} is not configured (known: {known})")
+            raise NotFoundError(
+                f"read side {shorten(read_side_id)} is not configured (known: {known})"
+            )
         if shard is None:
             return list(range(self._num_shards))
         if not 0 <= shard < self._num_shards:
@@ -39,6 +53,13 @@ class ReadSideManager:
     async def offsets(self, read_side_id: str, shard: int | None = None) -> list[Offset]:
         """Where the read side stands in one shard or all."""
         return await self._offsets.list(read_side_id, self._shards(read_side_id, shard))
+
+    async def status(self, read_side_id: str, shard: int | None = None) -> list[ShardStatus]:
+        """Where the read side stands against the journal, and why it stopped, if it did."""
+        shards = self._shards(read_side_id, shard)
+        offsets = await self._offsets.list(read_side_id, shards)
+        positions = await self._journal.last_positions(shards)
+        return [ShardStatus(offset, positions[offset.shard]) for offset in offsets]
 
     async def pause(self, read_side_id: str, shard: int | None = None) -> None:
         """Stop delivery at the next event boundary."""

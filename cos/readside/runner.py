@@ -2,9 +2,10 @@
 
 The runner lives on the host that owns the shard. It reads the journal by the
 shard's gap-free positions, hands each event to the read handler and stores the
-offset after success. The offset row in PostgreSQL is the truth: the runner
-re-reads it every round, and stores progress with compare-and-set, so a pause,
-skip or restart by an operator is never overwritten by a runner mid-batch.
+offset after success. The stored offset row is the truth: the runner reads it again
+when an operator pokes it (or as a slow safety net) and stores progress with
+compare-and-set, so a pause, skip or restart by an operator is never overwritten by
+a runner mid-batch.
 """
 
 from __future__ import annotations
@@ -18,13 +19,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from chief_of_state.v1 import persistence_pb2
+from cos.errors import shorten
 from cos.journal.store import JournalStore, StoredEvent
 from cos.readside.config import REPLAY_ATTEMPTS, FailurePolicy, ReadSideConfig
-from cos.readside.offsets import Offset, PostgresOffsetStore
+from cos.readside.offsets import Offset, OffsetStore
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[persistence_pb2.EventWrapper], Awaitable[str | None]]
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a delivery failed; ``permanent`` when no retry can succeed (the event is too
+    large to send), so the policy skips or stops at once instead of retrying forever."""
+
+    reason: str
+    permanent: bool = False
+
+
+# Hands one event (and the shard it was journaled in) to the read handler; returns
+# None on success.
+Deliver = Callable[[persistence_pb2.EventWrapper, int], Awaitable[Failure | None]]
 
 
 class Outcome(enum.Enum):
@@ -52,7 +66,7 @@ class ReadSideRunner:
         config: ReadSideConfig,
         shard: int,
         journal: JournalStore,
-        offsets: PostgresOffsetStore,
+        offsets: OffsetStore,
         deliver: Deliver,
         timing: RunnerTiming = RunnerTiming(),
     ) -> None:
@@ -65,6 +79,7 @@ class ReadSideRunner:
         self._new_events = asyncio.Event()
         self._control = asyncio.Event()
         self._stopped_at: int | None = None
+        self._failure = ""  # the last delivery failure, in words
         self._known: Offset | None = None  # the offset row as last read or written
         self._read_at = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -88,11 +103,6 @@ class ReadSideRunner:
     def poke(self) -> None:
         """An operator changed this read side: re-read the offset row now."""
         self._control.set()
-
-    @property
-    def stopped_at(self) -> int | None:
-        """The offset where a failure policy stopped delivery, if it did."""
-        return self._stopped_at
 
     async def _run_forever(self) -> None:
         while True:
@@ -132,11 +142,13 @@ class ReadSideRunner:
         if outcome is Outcome.STOPPED:
             self._stopped_at = position
             log.error(
-                "read side %s shard %s stopped at position %d; skip, restart or resume it",
+                "read side %s shard %s stopped at %s; skip, restart or resume it",
                 self.config.read_side_id,
                 self.shard,
-                position + 1,
+                self._failure,
             )
+            # Stored, so `cos-cli readside status` shows it through any node.
+            await self._offsets.set_stopped(self.config.read_side_id, self.shard, self._failure)
 
     async def _offset(self, reread: bool) -> Offset:
         # Operator changes always poke the runner (locally or by NOTIFY) and the
@@ -165,20 +177,23 @@ class ReadSideRunner:
         delay = self._timing.backoff_min
         failures = 0
         while True:
-            reason = await self._deliver_one(wrapper)
-            if reason is None:
+            failure = await self._deliver_one(wrapper, event.shard)
+            if failure is None:
                 return Outcome.DELIVERED
             failures += 1
+            entity = shorten(event.entity_id)
+            self._failure = f"position {event.position} ({entity} rev {event.revision}):"
+            self._failure += f" {failure.reason}"
             log.warning(
-                "read side %s shard %s position %d (%s rev %d) failed (%d): %s",
+                "read side %s shard %s %s (attempt %d)",
                 self.config.read_side_id,
                 self.shard,
-                event.position,
-                event.entity_id,
-                event.revision,
+                self._failure,
                 failures,
-                reason,
             )
+            skips = policy in (FailurePolicy.SKIP, FailurePolicy.REPLAY_SKIP)
+            if failure.permanent:  # never deliverable: no policy waits for it
+                return Outcome.SKIPPED if skips else Outcome.STOPPED
             if policy is FailurePolicy.SKIP:
                 return Outcome.SKIPPED
             if policy is FailurePolicy.STOP:
@@ -187,7 +202,7 @@ class ReadSideRunner:
                 policy in (FailurePolicy.REPLAY_SKIP, FailurePolicy.REPLAY_STOP)
                 and failures > REPLAY_ATTEMPTS
             ):
-                return Outcome.SKIPPED if policy is FailurePolicy.REPLAY_SKIP else Outcome.STOPPED
+                return Outcome.SKIPPED if skips else Outcome.STOPPED
             if await self._wait(self._control, timeout=delay):
                 return Outcome.INTERRUPTED
             delay = min(delay * 2, self._timing.backoff_max)

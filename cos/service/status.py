@@ -8,21 +8,56 @@ from typing import TypeVar
 
 import grpc
 
-from cos.errors import CosError, HandlerCallError, ShardNotOwnedError
-from cos.sharding.forward import NOT_OWNER
+from cos.errors import (
+    ConflictError,
+    CosError,
+    DeadlineExceededError,
+    HandlerCallError,
+    HandlerReplyError,
+    InvalidRequestError,
+    JournalRejectedError,
+    NotFoundError,
+    ShardNotOwnedError,
+    TooLargeError,
+    UnavailableError,
+)
+from cos.transport import DETAILS_KEY, NOT_OWNER
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# The status of each kind of domain error; a subclass takes its nearest ancestor's.
+CODES: dict[type[CosError], grpc.StatusCode] = {
+    InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFoundError: grpc.StatusCode.NOT_FOUND,
+    HandlerReplyError: grpc.StatusCode.INTERNAL,
+    ConflictError: grpc.StatusCode.ABORTED,
+    JournalRejectedError: grpc.StatusCode.INTERNAL,
+    TooLargeError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
+    UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    CosError: grpc.StatusCode.INTERNAL,
+}
+
+Trailers = tuple[tuple[str, str | bytes], ...]
+
+
+def status_of(error: CosError) -> tuple[grpc.StatusCode, Trailers]:
+    """The code and trailing metadata a domain error is answered with."""
+    if isinstance(error, HandlerCallError):
+        details: Trailers = ((DETAILS_KEY, error.details),) if error.details else ()
+        return grpc.StatusCode[error.status], details
+    if isinstance(error, ShardNotOwnedError):
+        return CODES[UnavailableError], ((NOT_OWNER, "1"),)
+    code = next(CODES[kind] for kind in type(error).__mro__ if kind in CODES)
+    return code, ()
+
 
 async def abort_with(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
-    """Abort the call: a CosError with its own code, anything else as INTERNAL (logged)."""
-    if isinstance(exc, HandlerCallError):
-        await context.abort(exc.code, str(exc), trailing_metadata=exc.trailing_metadata)
-    if isinstance(exc, ShardNotOwnedError):
-        await context.abort(exc.code, str(exc), trailing_metadata=((NOT_OWNER, "1"),))
+    """Abort the call: a CosError with its status, anything else as INTERNAL (logged)."""
     if isinstance(exc, CosError):
-        await context.abort(exc.code, str(exc))
+        code, trailers = status_of(exc)
+        await context.abort(code, str(exc), trailing_metadata=trailers)
     log.exception("%s failed", method)
     await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed: {type(exc).__name__}: {exc}")
 

@@ -1,11 +1,11 @@
 """Coordinator: the shard -> host table, its epochs, hand-overs and failure detection.
 
-A plain class; cos.sharding.deploy makes it a named, detached Ray actor that Ray
-restarts if it dies. Its inputs are injected: the hosts register themselves, a
-``lookup`` finds a host by id after a restart, and the leases in PostgreSQL are
-the record of who owned what. Placement is ``reconcile()``: plan, then hand
-shards over (old owner releases, new owner takes the lease with a higher epoch),
-each hand-over guarded so one failure does not stop the others.
+A plain class; cos.deploy makes it a named, detached Ray actor that Ray
+restarts if it dies. Its inputs are injected: the hosts register themselves,
+``find_host`` finds a host by name after a restart, and the shard leases
+(``read_leases``) are the record of who owned what. Placement is ``reconcile()``:
+plan, then hand shards over (old owner releases, new owner takes the lease with a
+higher epoch), each hand-over guarded so one failure does not stop the others.
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
-from cos.journal.database import DatabaseTarget
-from cos.journal.postgres import PostgresJournalStore
-from cos.sharding.calls import call
+from cos.logs import LogSettings, configure_logging
+from cos.sharding.handles import CoordinatorHandle, HostHandle
+from cos.sharding.leases import Lease
+from cos.sharding.names import host_prefix
 from cos.sharding.placement import plan_assignment
 from cos.sharding.report import ShardReport
 
 log = logging.getLogger(__name__)
 
-Lookup = Callable[[str], Any]
+FindHost = Callable[[str], HostHandle]
 
 
 @dataclass(frozen=True)
@@ -38,17 +38,9 @@ class Ownership:
     epoch: int
 
 
-def layout_of(num_shards: int, target: DatabaseTarget | None) -> str:
-    """The settings hosts of one runtime must agree on, in words."""
-    where = "no database"
-    if target is not None:
-        where = f"schema {target.schema!r} of {target.database} at {target.host}:{target.port}"
-    return f"COS_NUM_SHARDS={num_shards}, journal in {where}"
-
-
 @dataclass
 class _Host:
-    handle: Any
+    handle: HostHandle
     address: str
     seen: float
 
@@ -59,26 +51,33 @@ class Coordinator:
     def __init__(
         self,
         num_shards: int,
-        target: DatabaseTarget | None = None,
-        lookup: Lookup | None = None,
+        *,
+        layout: str = "",
+        cluster: str | None = None,
+        read_leases: Callable[[], Awaitable[list[Lease]]] | None = None,
+        find_host: FindHost | None = None,
+        find_self: Callable[[], CoordinatorHandle] | None = None,
         failure_timeout: float = 5.0,
-        name: str | None = None,
+        logging: LogSettings | None = None,
     ) -> None:
-        self._name = name
         self._num_shards = num_shards
-        self._target = target
-        self._lookup = lookup
+        self._layout = layout
+        self._cluster = cluster
+        self._read_leases = read_leases
+        self._find_host = find_host
+        self._find_self = find_self
         self._failure_timeout = failure_timeout
+        self._logging = logging
         self._hosts: dict[str, _Host] = {}
         self._table: dict[int, Ownership] = {}
         self._lock = asyncio.Lock()
-        self._self: Any = None
+        self._self: CoordinatorHandle = self
         self._starting: asyncio.Future[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
 
     async def layout(self) -> str:
-        """What every host of this runtime must share: shard count and journal."""
-        return layout_of(self._num_shards, self._target)
+        """What every host of this runtime must share, in words (shard count, journal)."""
+        return self._layout
 
     async def start(self) -> None:
         """Rebuild the table from the leases and watch the hosts. Every entry point
@@ -89,47 +88,43 @@ class Coordinator:
         await asyncio.shield(self._starting)
 
     async def _start(self) -> None:
+        if self._logging is not None:
+            configure_logging(self._logging)
         # Hosts call back through this: the actor's own handle, found by its name.
         # Lookups block, so they run off the event loop.
-        if self._lookup and self._name:
-            self._self = await asyncio.to_thread(self._lookup, self._name)
-        else:
-            self._self = self
+        if self._find_self is not None:
+            self._self = await asyncio.to_thread(self._find_self)
         async with self._lock:
             await self._rebuild()
         self._monitor = asyncio.create_task(self._watch_forever())
 
     async def _rebuild(self) -> None:
-        if self._target is None or self._lookup is None:
+        if self._read_leases is None or self._find_host is None:
             return
-        store = await PostgresJournalStore.connect(self._target, max_size=2)
-        try:
-            leases = await store.leases()
-        finally:
-            await store.close()
+        leases = await self._read_leases()
         # Only hosts of this runtime: another runtime sharing the schema is not ours.
-        prefix = f"{self._name.removesuffix('coordinator')}host-" if self._name else ""
-        for owner in {owner for _, owner, _ in leases if owner.startswith(prefix)}:
-            with contextlib.suppress(Exception):
-                handle = await asyncio.to_thread(self._lookup, owner)
-                address = await asyncio.wait_for(call(handle.address), self._failure_timeout)
+        prefix = host_prefix(self._cluster) if self._cluster else ""
+        for owner in {lease.owner for lease in leases if lease.owner.startswith(prefix)}:
+            with contextlib.suppress(Exception):  # a host that is gone stays gone
+                handle = await asyncio.to_thread(self._find_host, owner)
+                address = await asyncio.wait_for(handle.address(), self._failure_timeout)
                 self._hosts[owner] = _Host(handle, address, time.monotonic())
-                await call(handle.attach, self._self)
-        for shard, owner, epoch in leases:
-            if owner in self._hosts and shard < self._num_shards:
-                self._table[shard] = Ownership(shard, owner, epoch)
+                await handle.attach(self._self)
+        for lease in leases:
+            if lease.owner in self._hosts and lease.shard < self._num_shards:
+                self._table[lease.shard] = Ownership(lease.shard, lease.owner, lease.epoch)
         if self._hosts:
             log.info(
                 "coordinator rebuilt %d shards on %d hosts", len(self._table), len(self._hosts)
             )
             await self._reconcile()
 
-    async def register_host(self, host_id: str, handle: Any, address: str) -> list[int]:
+    async def register_host(self, host_id: str, handle: HostHandle, address: str) -> list[int]:
         """Add a host (a node joined) and rebalance; returns the shards it got."""
         await self.start()
         async with self._lock:
             self._hosts[host_id] = _Host(handle, address, time.monotonic())
-            await call(handle.attach, self._self)
+            await handle.attach(self._self)
             await self._reconcile()
         return sorted(s for s, o in self._table.items() if o.host_id == host_id)
 
@@ -165,7 +160,7 @@ class Coordinator:
 
         async def active_on(host: _Host) -> dict[int, int]:
             try:
-                infos = await asyncio.wait_for(call(host.handle.shards), self._failure_timeout)
+                infos = await asyncio.wait_for(host.handle.shards(), self._failure_timeout)
             except Exception:  # a silent host: its counts are unknown, the table is not
                 return {}
             return {info.shard: info.active_entities for info in infos}
@@ -207,11 +202,11 @@ class Coordinator:
     async def _hand_over(self, shards: list[int], owner: _Host | None, host_id: str) -> None:
         if owner is not None:
             try:
-                await asyncio.wait_for(call(owner.handle.release, shards), 60)
+                await asyncio.wait_for(owner.handle.release(shards), 60)
             except Exception:
                 log.exception("old owner did not release shards %s; fencing covers it", shards)
         try:
-            epochs = await call(self._hosts[host_id].handle.assign, shards)
+            epochs = await self._hosts[host_id].handle.assign(shards)
         except Exception:
             log.exception("assigning shards %s to host %s failed", shards, host_id)
             return
@@ -222,7 +217,7 @@ class Coordinator:
         routes = self._routes()
         for host_id, host in list(self._hosts.items()):
             try:
-                await asyncio.wait_for(call(host.handle.set_routes, routes), self._failure_timeout)
+                await asyncio.wait_for(host.handle.set_routes(routes), self._failure_timeout)
             except Exception:
                 log.warning("could not send routes to host %s", host_id)
 
@@ -238,7 +233,7 @@ class Coordinator:
     async def _check_hosts(self, interval: float) -> None:
         now = time.monotonic()
         pings = {
-            host_id: asyncio.ensure_future(asyncio.wait_for(call(host.handle.ping), interval))
+            host_id: asyncio.ensure_future(asyncio.wait_for(host.handle.ping(), interval))
             for host_id, host in self._hosts.items()
         }
         dead = []

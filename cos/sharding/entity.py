@@ -40,10 +40,12 @@ def initial_state(entity_id: str) -> EntityState:
 
 
 def events_of(reply: writeside_pb2.HandleCommandResponse) -> list[any_pb2.Any]:
-    """The events a command produced, in order. Empty ``Any`` values are ignored;
-    the deprecated single ``event`` field counts when ``events`` holds none."""
-    events = [event for event in reply.events if event.type_url]
-    if not events and reply.HasField("event") and reply.event.type_url:
+    """The events a command produced, in order. Empty ``Any`` values (no type URL and no
+    value) are ignored, as in Chief of State; the deprecated single ``event`` field counts
+    when ``events`` holds none. A value without a type URL is kept, for the caller to
+    refuse (``cos.sharding.limits.check_event``)."""
+    events = [event for event in reply.events if event.type_url or event.value]
+    if not events and reply.HasField("event") and (reply.event.type_url or reply.event.value):
         events = [reply.event]
     return events
 
@@ -57,9 +59,11 @@ def check_types(values: Iterable[any_pb2.Any], allowed: Sequence[str], what: str
     """Refuse a value whose type is not in ``allowed`` (proto validation)."""
     for value in values:
         if type_name(value) not in allowed:
+            # Chief of State's words first ("invalid event: <type url>").
+            setting = f"COS_WRITE_SIDE_{what.upper()}_PROTOS"
             raise HandlerReplyError(
-                f"write handler returned {what} of type {type_name(value)!r}, "
-                f"which is not listed in the allowed {what} types"
+                f"invalid {what}: {value.type_url} (the write handler returned a type"
+                f" not listed in {setting})"
             )
 
 
@@ -97,8 +101,9 @@ def event_meta(
 def require_state(reply: writeside_pb2.HandleEventResponse, event: any_pb2.Any) -> any_pb2.Any:
     """The resulting state of a ``HandleEvent`` reply; a reply without one is an error."""
     if not reply.HasField("resulting_state") or not reply.resulting_state.type_url:
-        raise HandlerReplyError(
-            f"write handler returned no resulting_state for event {type_name(event)!r}"
+        raise HandlerReplyError(  # Chief of State's words first
+            "event handler replied with empty state: HandleEvent returned no"
+            f" resulting_state for event {type_name(event)!r}"
         )
     return reply.resulting_state
 

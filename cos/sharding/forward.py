@@ -2,63 +2,101 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 import grpc
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
-from cos.errors import HandlerCallError, UnavailableError
+from cos.sharding.commands import CommandRequest, StateRequest
+from cos.sharding.entity import EntityState, Metadata
+from cos.tls import TlsFileError, TlsFiles, channel_credentials
+from cos.transport import (
+    DEFAULT_CHANNELS,
+    FORWARDED,
+    ChannelSettings,
+    call_error,
+    open_channel,
+)
 
-# Set on forwarded calls: the receiver serves them locally or says UNAVAILABLE,
-# never forwards again, so a stale routing table cannot make a loop.
-FORWARDED = "x-cos-forwarded"
-# Trailer of an UNAVAILABLE that means "this host does not own the shard": the
-# command was not run, so the forwarder may safely try the next owner.
-NOT_OWNER = "x-cos-not-owner"
+log = logging.getLogger(__name__)
+
+_TLS_CHECK_SECONDS = 1.0
 # Headers that belong to the hop, not to the command.
 _HOP_HEADERS = {"user-agent", "grpc-accept-encoding", "grpc-timeout", FORWARDED}
 
 
 class PeerClients:
-    """One aio channel per peer host address."""
+    """One aio channel per peer host address (:class:`cos.sharding.host.Peers`), over
+    TLS when the node has ``tls`` files; channels opened after the files change use
+    the new ones (the old channels finish their calls)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, channels: ChannelSettings = DEFAULT_CHANNELS, tls: TlsFiles | None = None
+    ) -> None:
+        self._channels_settings = channels
+        self._tls = tls
+        self._tls_version = tls.version() if tls else ()
+        self._credentials = channel_credentials(tls) if tls else None
+        self._next_tls_check = 0.0
         self._stubs: dict[str, service_pb2_grpc.ChiefOfStateServiceStub] = {}
         self._channels: list[grpc.aio.Channel] = []
 
+    def _reload_tls(self, tls: TlsFiles) -> None:
+        """New credentials, and new channels from now on, when the files changed (looked
+        at once a second at most)."""
+        self._next_tls_check = time.monotonic() + _TLS_CHECK_SECONDS
+        version = tls.version()
+        if version == self._tls_version:
+            return
+        try:
+            self._credentials = channel_credentials(tls)
+        except TlsFileError as exc:
+            log.warning("TLS files changed but cannot be used yet (%s): keeping the old ones", exc)
+            return
+        self._tls_version = version
+        self._stubs.clear()
+
     def _stub(self, address: str) -> service_pb2_grpc.ChiefOfStateServiceStub:
+        if self._tls is not None and time.monotonic() >= self._next_tls_check:
+            self._reload_tls(self._tls)
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address)
+            channel = open_channel(
+                address,
+                credentials=self._credentials,
+                server_name=self._tls.server_name if self._tls else None,
+                settings=self._channels_settings,
+            )
             self._channels.append(channel)
             stub = self._stubs[address] = service_pb2_grpc.ChiefOfStateServiceStub(channel)
         return stub
 
-    async def process_command(
-        self,
-        address: str,
-        request: service_pb2.ProcessCommandRequest,
-        metadata: list[tuple[str, str | bytes]],
-        timeout: float,
-    ) -> service_pb2.ProcessCommandResponse:
+    async def forward_command(
+        self, address: str, request: CommandRequest, timeout: float
+    ) -> EntityState:
         """ProcessCommand on the owner; its errors come back as the same status."""
+        message = service_pb2.ProcessCommandRequest(
+            entity_id=request.entity_id, command=request.command
+        )
         try:
-            reply: service_pb2.ProcessCommandResponse = await self._stub(address).ProcessCommand(
-                request, metadata=_hop(metadata), timeout=timeout
+            reply = await self._stub(address).ProcessCommand(
+                message, metadata=_hop(request.metadata), timeout=timeout
             )
         except grpc.aio.AioRpcError as exc:
-            raise _translate(address, exc) from None
-        return reply
+            raise call_error(exc, f"host at {address}", host=True) from None
+        return EntityState(reply.state, reply.meta)
 
-    async def get_state(
-        self, address: str, request: service_pb2.GetStateRequest, timeout: float
-    ) -> service_pb2.GetStateResponse:
+    async def forward_state(
+        self, address: str, request: StateRequest, timeout: float
+    ) -> EntityState:
         """GetState on the owner."""
+        message = service_pb2.GetStateRequest(entity_id=request.entity_id)
         try:
-            reply: service_pb2.GetStateResponse = await self._stub(address).GetState(
-                request, metadata=_hop([]), timeout=timeout
-            )
+            reply = await self._stub(address).GetState(message, metadata=_hop(()), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            raise _translate(address, exc) from None
-        return reply
+            raise call_error(exc, f"host at {address}", host=True) from None
+        return EntityState(reply.state, reply.meta)
 
     async def close(self) -> None:
         """Close every channel."""
@@ -68,22 +106,6 @@ class PeerClients:
         self._stubs.clear()
 
 
-def _hop(metadata: list[tuple[str, str | bytes]]) -> tuple[tuple[str, str | bytes], ...]:
+def _hop(metadata: Metadata) -> tuple[tuple[str, str | bytes], ...]:
     kept = [(k, v) for k, v in metadata if k not in _HOP_HEADERS and not k.startswith(":")]
     return (*kept, (FORWARDED, "1"))
-
-
-class OwnerMovedError(UnavailableError):
-    """The peer did not run the command (not its shard, or unreachable): try again."""
-
-
-def _translate(address: str, exc: grpc.aio.AioRpcError) -> Exception:
-    trailing = exc.trailing_metadata() or ()
-    if exc.code() == grpc.StatusCode.UNAVAILABLE:
-        details = exc.details() or ""
-        # Retry only when the command surely did not run there: an explicit
-        # "not owner", or no connection at all. Any other UNAVAILABLE passes on.
-        if any(k == NOT_OWNER for k, _ in trailing) or "failed to connect" in details:
-            return OwnerMovedError(f"host at {address} does not serve the shard: {details}")
-    trailers = tuple((k, v) for k, v in trailing if k == "grpc-status-details-bin")
-    return HandlerCallError(exc.code(), exc.details() or "", trailers)

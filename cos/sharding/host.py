@@ -1,57 +1,59 @@
-"""ShardHost: one per Ray node. Runs the gRPC server in its own event loop and
-serves the shards assigned to it, so a command for a local shard never crosses
-a Ray actor boundary; a command for another host's shard is forwarded to it
-over gRPC."""
+"""ShardHost: the shards one node serves, and the routing of every command to its shard.
+
+A command for a shard this host owns runs in this process: one dict lookup, no Ray actor
+boundary, no closure. One for another host's shard is forwarded to its owner over gRPC,
+and retried while the shard moves. The coordinator assigns and releases shards and
+pushes the route table. ``cos.node`` builds a host and everything around it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Protocol
 
-import grpc
-from google.protobuf import any_pb2
-
-from chief_of_state.v1 import manager_pb2_grpc, service_pb2, service_pb2_grpc
-from cos.errors import FencedError, ShardNotOwnedError, UnavailableError
-from cos.journal.database import DatabaseTarget
-from cos.journal.postgres import PostgresJournalStore
-from cos.readside.hosting import ReadSideHosting
-from cos.readside.manager import ReadSideManager
-from cos.readside.offsets import PostgresOffsetStore
-from cos.readside.runner import RunnerTiming
-from cos.service.cluster import ClusterServicer
-from cos.service.command import ChiefOfStateServicer
-from cos.service.manager import ReadSideManagerServicer
+from cos.errors import FencedError, HostUnreachableError, ShardNotOwnedError, UnavailableError
+from cos.journal.store import JournalStore
 from cos.settings import CosSettings
-from cos.sharding.calls import call
-from cos.sharding.entity import EntityState, Metadata
-from cos.sharding.forward import OwnerMovedError, PeerClients
-from cos.sharding.report import ShardReport
+from cos.sharding.commands import CommandRequest, StateRequest
+from cos.sharding.entity import EntityState
+from cos.sharding.handles import CoordinatorHandle, Routes
+from cos.sharding.leases import LeaseStore
+from cos.sharding.report import ShardInfo, ShardReport
 from cos.sharding.routing import shard_of
 from cos.sharding.shard import Shard
-from cos.v1 import cluster_pb2_grpc
-from cos.writeside.client import WriteHandlerClient
+from cos.writeside.client import WriteHandler
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _RETRY_PAUSE = 0.05
 _COORDINATOR_TIMEOUT = 30.0
 
+Request = CommandRequest | StateRequest
 
-@dataclass(frozen=True)
-class ShardInfo:
-    """What a host reports about one of its shards."""
 
-    shard: int
-    epoch: int
-    active_entities: int
+class Peers(Protocol):
+    """The other hosts, reached over gRPC (``cos.sharding.forward.PeerClients``)."""
+
+    async def forward_command(
+        self, address: str, request: CommandRequest, timeout: float
+    ) -> EntityState: ...
+
+    async def forward_state(
+        self, address: str, request: StateRequest, timeout: float
+    ) -> EntityState: ...
+
+
+class ShardEvents(Protocol):
+    """Told when shards start and stop here (the read sides run with their shards)."""
+
+    async def shards_started(self, shards: Sequence[Shard]) -> None: ...
+
+    async def shards_stopped(self, shards: Sequence[int]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -63,94 +65,57 @@ class Route:
 
 
 class ShardHost:
-    """Owns shards and answers ``ChiefOfStateService`` on its port."""
+    """Owns shards and routes ``CommandRequest``/``StateRequest`` to them
+    (a :class:`cos.sharding.commands.CommandHandler`)."""
 
     def __init__(
         self,
-        settings: CosSettings,
-        target: DatabaseTarget,
+        *,
         host_id: str,
-        port: int | None = None,
-        advertise: str | None = None,
+        settings: CosSettings,
+        journal: JournalStore,
+        leases: LeaseStore,
+        handler: WriteHandler,
+        peers: Peers,
+        events: ShardEvents | None = None,
     ) -> None:
         self.host_id = host_id
         self._settings = settings
-        self._target = target
-        self._port = settings.port if port is None else port
-        self._advertise = advertise or f"127.0.0.1:{self._port}"
+        self._journal = journal
+        self._leases = leases
+        self._handler = handler
+        self._peers = peers
+        self._events = events
         self._shards: dict[int, Shard] = {}
         self._routes: dict[int, Route] = {}
-        self._coordinator: Any = None
+        self._coordinator: CoordinatorHandle | None = None
         self._routes_read = 0.0
-        self._peers = PeerClients()
-        self._store: PostgresJournalStore | None = None
-        self._handler: WriteHandlerClient | None = None
-        self._server: grpc.aio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self._read_sides: ReadSideHosting | None = None
         self.fenced_writes = 0
 
-    async def start(self) -> str:
-        """Connect to the journal and start serving; returns the bound address."""
-        logging.basicConfig(level=self._settings.log_level)
-        settings = self._settings
-        self._store = await PostgresJournalStore.connect(
-            self._target,
-            max_size=settings.db.pool_max_size,
-            snapshots_to_retain=settings.num_snapshots_to_retain,
-            logical_deletion=settings.journal_logical_deletion,
-        )
-        self._handler = WriteHandlerClient(settings)
-        offsets = PostgresOffsetStore(self._store.pool)
-        timing = RunnerTiming(
-            backoff_min=settings.read_side_retry_min_seconds,
-            backoff_max=settings.read_side_retry_max_seconds,
-        )
-        self._read_sides = ReadSideHosting(settings.read_sides, self._store, offsets, timing)
-        await self._read_sides.listen(self._target)
-        manager = ReadSideManager(
-            [r.read_side_id for r in settings.read_sides],
-            settings.num_shards,
-            offsets,
-            self._read_sides,
-        )
-        # so_reuseport off: a second server on the same port must fail, not share it.
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        service_pb2_grpc.add_ChiefOfStateServiceServicer_to_server(
-            ChiefOfStateServicer(self), server
-        )
-        manager_pb2_grpc.add_ReadSideManagerServiceServicer_to_server(
-            ReadSideManagerServicer(manager), server
-        )
-        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(self), server)
-        address = f"{settings.address}:{self._port}"
-        if server.add_insecure_port(address) == 0:
-            raise OSError(f"cannot bind the gRPC server to {address}")
-        await server.start()
-        self._server = server
+    def start(self) -> None:
+        """Start the sweep that drops idle entities from memory."""
         self._sweeper = asyncio.create_task(self._passivate_forever())
-        log.info("shard host %s: gRPC server started on %s", self.host_id, address)
-        return address
 
     # -- ownership (called by the coordinator) ---------------------------------------
 
-    async def attach(self, coordinator: Any) -> None:
+    async def attach(self, coordinator: CoordinatorHandle) -> None:
         """Remember the coordinator, to ask it for routes when a shard has moved."""
         self._coordinator = coordinator
 
     async def assign(self, shards: Sequence[int]) -> dict[int, int]:
         """Take the leases of ``shards`` (a higher epoch each) and start serving them."""
-        assert self._store is not None and self._handler is not None, "start() first"
         new = [s for s in shards if s not in self._shards]
-        epochs = await self._store.acquire_shards(new, self.host_id) if new else {}
+        epochs = await self._leases.acquire_shards(new, self.host_id) if new else {}
+        # COS_ENTITY_CACHE_SIZE is the node's: each shard gets its part.
         per_shard = max(1, self._settings.entity_cache_size // self._settings.num_shards)
-        for shard, epoch in epochs.items():
-            self._shards[shard] = Shard(
-                shard, epoch, self._store, self._handler, self._settings, per_shard
-            )
-        if self._read_sides is not None:
-            for runner in await self._read_sides.start_shards(sorted(epochs)):
-                self._shards[runner.shard].add_commit_listener(runner.wake)
+        started = []
+        for number, epoch in epochs.items():
+            shard = Shard(number, epoch, self._journal, self._handler, self._settings, per_shard)
+            self._shards[number] = shard
+            started.append(shard)
+        if self._events is not None and started:
+            await self._events.shards_started(started)
         return {s: self._shards[s].epoch for s in shards}
 
     async def release(self, shards: Sequence[int]) -> None:
@@ -161,97 +126,78 @@ class ShardHost:
         for shard, done in zip(leaving, drained, strict=True):
             if not done:
                 log.warning("shard %s handed over with commands still in flight", shard.number)
-        if self._read_sides is not None:
-            await self._read_sides.stop_shards([s.number for s in leaving])
+        if self._events is not None and leaving:
+            await self._events.shards_stopped([s.number for s in leaving])
 
-    async def set_routes(self, routes: dict[int, tuple[str, str]]) -> None:
+    async def set_routes(self, routes: Routes) -> None:
         """The coordinator's shard -> (host id, address) table."""
         self._routes = {shard: Route(*route) for shard, route in routes.items()}
         self._routes_read = time.monotonic()
 
-    # -- routing ---------------------------------------------------------------------
+    # -- routing (a CommandHandler) --------------------------------------------------
 
-    async def process_command(
-        self, entity_id: str, command: any_pb2.Any, metadata: Metadata, forwarded: bool
-    ) -> EntityState:
+    async def process_command(self, request: CommandRequest) -> EntityState:
         """Run the command on the entity's shard, here or on its owner."""
+        return await self._route(request)
 
-        async def remote(address: str) -> EntityState:
-            request = service_pb2.ProcessCommandRequest(entity_id=entity_id, command=command)
-            reply = await self._peers.process_command(
-                address, request, list(metadata), self._forward_timeout()
-            )
-            return EntityState(reply.state, reply.meta)
-
-        return await self._routed(
-            entity_id,
-            forwarded,
-            lambda shard: shard.process_command(entity_id, command, metadata),
-            remote,
-        )
-
-    async def get_state(self, entity_id: str, forwarded: bool) -> EntityState:
+    async def get_state(self, request: StateRequest) -> EntityState:
         """The entity's state, from its shard here or from its owner."""
+        return await self._route(request)
 
-        async def remote(address: str) -> EntityState:
-            request = service_pb2.GetStateRequest(entity_id=entity_id)
-            reply = await self._peers.get_state(address, request, self._forward_timeout())
-            return EntityState(reply.state, reply.meta)
-
-        return await self._routed(
-            entity_id, forwarded, lambda shard: shard.get_state(entity_id), remote
-        )
-
-    async def _routed(
-        self,
-        entity_id: str,
-        forwarded: bool,
-        local: Callable[[Shard], Awaitable[T]],
-        remote: Callable[[str], Awaitable[T]],
-    ) -> T:
-        number = shard_of(entity_id, self._settings.num_shards)
-        deadline = time.monotonic() + self._settings.forward_retry_seconds
+    async def _route(self, request: Request) -> EntityState:
+        number = shard_of(request.entity_id, self._settings.num_shards)
+        give_up: float | None = None
         fenced: FencedError | None = None
         while True:
             try:
-                return await self._route_once(number, forwarded, local, remote)
-            except FencedError as exc:
-                # Another host holds the lease now; nothing was written, so the
-                # command may run again on the new owner.
-                self.fenced_writes += 1
-                fenced = exc
-                await self.release([number])
-                if forwarded or time.monotonic() > deadline:
-                    raise
-            except (ShardNotOwnedError, OwnerMovedError) as exc:
-                if forwarded or time.monotonic() > deadline:
+                return await self._attempt(number, request)
+            except (ShardNotOwnedError, HostUnreachableError, FencedError) as exc:
+                # None of these ran the command: it may be tried again on the new owner.
+                if isinstance(exc, FencedError):
+                    self.fenced_writes += 1
+                    fenced = exc
+                    await self.release([number])
+                give_up = give_up or self._retry_until(request)
+                if request.forwarded or time.monotonic() > give_up:
                     raise (fenced or exc) from None
             await asyncio.sleep(_RETRY_PAUSE)
             await self._refresh_routes()
 
-    async def _route_once(
-        self,
-        number: int,
-        forwarded: bool,
-        local: Callable[[Shard], Awaitable[T]],
-        remote: Callable[[str], Awaitable[T]],
-    ) -> T:
+    async def _attempt(self, number: int, request: Request) -> EntityState:
         shard = self._shards.get(number)
         if shard is not None:
-            return await local(shard)
+            if isinstance(request, CommandRequest):
+                return await shard.run(request)
+            return await shard.state_of(request.entity_id)
         route = self._routes.get(number)
-        if forwarded or route is None or route.host_id == self.host_id:
+        if request.forwarded or route is None or route.host_id == self.host_id:
             raise ShardNotOwnedError(f"shard {number} is not served by host {self.host_id}")
-        return await remote(route.address)
+        timeout = self._hop_timeout(request.deadline)
+        if isinstance(request, CommandRequest):
+            return await self._peers.forward_command(route.address, request, timeout)
+        return await self._peers.forward_state(route.address, request, timeout)
+
+    def _retry_until(self, request: Request) -> float:
+        # While a shard moves (a hand-over, or a lost node's failover) the command is
+        # retried until the new owner answers, within the caller's own deadline.
+        give_up = time.monotonic() + self._settings.forward_retry_seconds
+        if request.deadline is not None:
+            give_up = min(give_up, request.deadline - _RETRY_PAUSE)
+        return give_up
 
     async def _refresh_routes(self) -> None:
         if self._coordinator is None or time.monotonic() - self._routes_read < _RETRY_PAUSE:
             return
-        with contextlib.suppress(Exception):
-            await self.set_routes(await call(self._coordinator.routes))
+        with contextlib.suppress(Exception):  # the coordinator may be moving too
+            await self.set_routes(await self._coordinator.routes())
 
-    def _forward_timeout(self) -> float:
-        return self._settings.command_handler_timeout * 4 + 5.0
+    def _hop_timeout(self, deadline: float | None) -> float:
+        # The owner may queue the command behind others of its entity, then run its
+        # handler calls; the caller's deadline, when it set one, caps it all.
+        longest = self._settings.command_handler_timeout * 4 + 5.0
+        if deadline is None:
+            return longest
+        return max(0.01, min(longest, deadline - time.monotonic()))
 
     # -- reporting and lifecycle ------------------------------------------------------
 
@@ -267,28 +213,9 @@ class ShardHost:
         if self._coordinator is None:
             raise UnavailableError(f"shard host {self.host_id} has not joined a cluster yet")
         try:
-            report: list[ShardReport] = await asyncio.wait_for(
-                call(self._coordinator.report), _COORDINATOR_TIMEOUT
-            )
+            return await asyncio.wait_for(self._coordinator.report(), _COORDINATOR_TIMEOUT)
         except Exception as exc:
             raise UnavailableError(f"the coordinator did not answer: {exc!r}") from exc
-        return report
-
-    async def address(self) -> str:
-        """Where other hosts reach this host's gRPC server."""
-        return self._advertise
-
-    async def pid(self) -> int:
-        """The process id (tests pause it to simulate a partition)."""
-        return os.getpid()
-
-    async def ping(self) -> str:
-        """Liveness probe for the driver and the coordinator."""
-        return self.host_id
-
-    async def stats(self) -> dict[str, int]:
-        """Counters for operators and tests."""
-        return {"fenced_writes": self.fenced_writes, "shards": len(self._shards)}
 
     async def _passivate_forever(self) -> None:
         idle = self._settings.passivation_idle_seconds
@@ -301,20 +228,11 @@ class ShardHost:
             except Exception:
                 log.exception("passivation sweep failed")
 
-    async def stop(self) -> None:
-        """Stop accepting commands, let in-flight ones finish, release connections."""
+    async def close(self) -> None:
+        """Stop the sweep and forget the shards (the node has stopped taking calls)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        if self._server is not None:
-            await self._server.stop(self._settings.shutdown_grace_seconds)
-            self._server = None
-        if self._read_sides is not None:
-            await self._read_sides.stop()
-        await self._peers.close()
-        if self._handler is not None:
-            await self._handler.close()
-        if self._store is not None:
-            await self._store.close()
+            self._sweeper = None
         self._shards.clear()

@@ -1,4 +1,5 @@
-"""A row of the shard table as operators see it (no dependencies: the CLIs import it)."""
+"""Rows about shards: the table as operators see it, and what a host says of its own
+shards (no dependencies: the CLIs import it)."""
 
 from __future__ import annotations
 
@@ -14,3 +15,12 @@ class ShardReport:
     address: str  # empty while the owner is not a live host
     epoch: int
     active_entities: int | None  # None: the owner did not answer in time
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """What a host reports about one of its shards."""
+
+    shard: int
+    epoch: int
+    active_entities: int

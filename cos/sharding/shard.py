@@ -12,13 +12,16 @@ from datetime import datetime, timezone
 
 from google.protobuf import any_pb2
 
-from cos.errors import ShardNotOwnedError
+from chief_of_state.v1 import writeside_pb2
+from cos.errors import DeadlineExceededError, ShardNotOwnedError, shorten
 from cos.journal.store import JournalStore
 from cos.journal.writer import GroupCommitWriter
 from cos.settings import CosSettings
 from cos.sharding import entity as logic
+from cos.sharding.commands import CommandRequest
 from cos.sharding.entity import EntityState, Metadata
-from cos.writeside.client import WriteHandlerClient
+from cos.sharding.limits import check_event, check_record_size
+from cos.writeside.client import HandlerCall, WriteHandler
 
 # The W3C trace context always reaches the handler, whatever is configured.
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
@@ -43,7 +46,7 @@ class Shard:
         number: int,
         epoch: int,
         store: JournalStore,
-        handler: WriteHandlerClient,
+        handler: WriteHandler,
         settings: CosSettings,
         cache_size: int,
     ) -> None:
@@ -73,17 +76,15 @@ class Shard:
     def active_entities(self) -> int:
         return len(self._entities)
 
-    async def process_command(
-        self, entity_id: str, command: any_pb2.Any, metadata: Metadata
-    ) -> EntityState:
-        """Run ``command`` in the entity's mailbox; returns the state after it."""
-        entity = self._checkout(entity_id)
+    async def run(self, request: CommandRequest) -> EntityState:
+        """Run the command in the entity's mailbox; returns the state after it."""
+        entity = self._checkout(request.entity_id)
         # Shielded: a caller that goes away must not cut a command between its
         # journal commit and the cache update. The entity is released by the
         # shielded task itself, so it stays in the cache until the work is done.
-        return await asyncio.shield(self._run(entity, command, metadata))
+        return await asyncio.shield(self._run(entity, request))
 
-    async def get_state(self, entity_id: str) -> EntityState:
+    async def state_of(self, entity_id: str) -> EntityState:
         """The entity's state after its last committed command."""
         entity = self._checkout(entity_id)
         try:
@@ -94,22 +95,39 @@ class Shard:
         finally:
             self._release(entity)
 
-    async def _run(self, entity: _Entity, command: any_pb2.Any, metadata: Metadata) -> EntityState:
+    async def _run(self, entity: _Entity, request: CommandRequest) -> EntityState:
         try:
             async with entity.lock:
+                if request.deadline is not None and time.monotonic() >= request.deadline:
+                    # Its caller has given up: it must not run later, unseen.
+                    raise DeadlineExceededError(
+                        f"the caller's deadline passed while the command waited behind"
+                        f" others of entity {shorten(entity.entity_id)}; it was not run"
+                    )
                 current = await self._load(entity)
-                return await self._apply(entity, current, command, metadata)
+                return await self._apply(entity, current, request.command, request.metadata)
         finally:
             self._release(entity)
 
     async def _apply(
         self, entity: _Entity, current: EntityState, command: any_pb2.Any, metadata: Metadata
     ) -> EntityState:
-        forward = logic.select_headers(metadata, self._propagated)
-        reply = await self._handler.handle_command(command, current.state, current.meta, forward)
+        # COS_COMMAND_HANDLER_TIMEOUT is the handler time of the whole command.
+        call = HandlerCall(
+            logic.select_headers(metadata, self._propagated),
+            time.monotonic() + self._settings.command_handler_timeout,
+        )
+        reply = await self._handler.handle_command(
+            writeside_pb2.HandleCommandRequest(
+                command=command, prior_state=current.state, prior_event_meta=current.meta
+            ),
+            call,
+        )
         events = logic.events_of(reply)
         if not events:
             return current
+        for number, event in enumerate(events, start=1):
+            check_event(event, number)
         settings = self._settings
         if settings.write_side_proto_validation:
             logic.check_types(events, settings.write_side_event_protos, "event")
@@ -118,9 +136,14 @@ class Shard:
         state, wrappers = current.state, []
         for offset, event in enumerate(events, start=1):
             meta = logic.event_meta(entity.entity_id, current.revision + offset, now, headers)
-            result = await self._handler.handle_event(event, state, meta, forward)
+            result = await self._handler.handle_event(
+                writeside_pb2.HandleEventRequest(event=event, prior_state=state, event_meta=meta),
+                call,
+            )
             state = logic.require_state(result, event)
-            wrappers.append(logic.wrap_event(event, state, meta))
+            wrapper = logic.wrap_event(event, state, meta)
+            check_record_size(wrapper, settings.max_message_bytes)
+            wrappers.append(wrapper)
         if settings.write_side_proto_validation:
             logic.check_types([state], settings.write_side_state_protos, "state")
         append = logic.build_append(

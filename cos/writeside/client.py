@@ -2,23 +2,47 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol, TypeVar, cast
 
 import grpc
-from google.protobuf import any_pb2
-from google.protobuf.message import Message
 
-from chief_of_state.v1 import common_pb2, writeside_pb2, writeside_pb2_grpc
-from cos.errors import HandlerCallError
+from chief_of_state.v1 import writeside_pb2, writeside_pb2_grpc
+from cos.breaker import Breaker, BreakerSettings
 from cos.settings import CosSettings
+from cos.transport import call_error, not_connected, open_channel
 
 Metadata = Sequence[tuple[str, str | bytes]]
+Reply = TypeVar("Reply", writeside_pb2.HandleCommandResponse, writeside_pb2.HandleEventResponse)
 
-# Rich error details a handler attaches travel in this trailer; pass it on as is.
-_DETAILS_KEY = "grpc-status-details-bin"
-_MAX_MESSAGE = 64 * 1024 * 1024
+
+@dataclass(frozen=True, slots=True)
+class HandlerCall:
+    """How one handler call is made: the headers it carries, and when the command's
+    handler time (``COS_COMMAND_HANDLER_TIMEOUT``) runs out, on the
+    ``time.monotonic()`` clock."""
+
+    metadata: Metadata = ()
+    budget_end: float | None = None
+
+
+class WriteHandler(Protocol):
+    """The application's write handler, as a shard calls it."""
+
+    async def handle_command(
+        self, request: writeside_pb2.HandleCommandRequest, call: HandlerCall
+    ) -> writeside_pb2.HandleCommandResponse:
+        """The events a command produces."""
+        ...
+
+    async def handle_event(
+        self, request: writeside_pb2.HandleEventRequest, call: HandlerCall
+    ) -> writeside_pb2.HandleEventResponse:
+        """The state an event produces."""
+        ...
 
 
 class WriteHandlerClient:
@@ -26,83 +50,96 @@ class WriteHandlerClient:
 
     def __init__(self, settings: CosSettings) -> None:
         self._target = f"{settings.write_side_host}:{settings.write_side_port}"
-        self._timeout = settings.command_handler_timeout
+        self._call_timeout = settings.grpc_calls_timeout / 1000
         self._tls = settings.write_side_use_tls
         self._ca_file = settings.write_side_tls_ca_file
+        self._channels = settings.channels
+        self._breaker = Breaker(
+            BreakerSettings(
+                settings.write_side_breaker_enabled,
+                settings.write_side_breaker_max_failures,
+                settings.write_side_breaker_call_timeout,
+                settings.write_side_breaker_reset_timeout,
+            ),
+            f"write handler at {self._target}",
+        )
         self._channel: grpc.aio.Channel | None = None
         self._stub: writeside_pb2_grpc.WriteSideHandlerServiceStub | None = None
 
     def _open(self) -> writeside_pb2_grpc.WriteSideHandlerServiceStub:
         # Created lazily so the channel binds to the event loop that uses it.
-        options = [
-            ("grpc.max_receive_message_length", _MAX_MESSAGE),
-            ("grpc.max_send_message_length", _MAX_MESSAGE),
-            ("grpc.keepalive_time_ms", 30_000),
-        ]
-        if self._tls:
-            roots = Path(self._ca_file).read_bytes() if self._ca_file else None
-            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-            self._channel = grpc.aio.secure_channel(self._target, credentials, options=options)
-        else:
-            self._channel = grpc.aio.insecure_channel(self._target, options=options)
+        roots = Path(self._ca_file).read_bytes() if self._tls and self._ca_file else None
+        self._channel = open_channel(
+            self._target, tls=self._tls, root_certificates=roots, settings=self._channels
+        )
         self._stub = writeside_pb2_grpc.WriteSideHandlerServiceStub(self._channel)
         return self._stub
 
     async def handle_command(
-        self,
-        command: any_pb2.Any,
-        prior_state: any_pb2.Any,
-        prior_meta: common_pb2.MetaData,
-        metadata: Metadata,
+        self, request: writeside_pb2.HandleCommandRequest, call: HandlerCall
     ) -> writeside_pb2.HandleCommandResponse:
-        """Ask the handler which events ``command`` produces."""
-        request = writeside_pb2.HandleCommandRequest(
-            command=command, prior_state=prior_state, prior_event_meta=prior_meta
-        )
-        reply: writeside_pb2.HandleCommandResponse = await self._call(
-            "HandleCommand", request, metadata
-        )
-        return reply
+        """Ask the handler which events the command produces."""
+        return await self._call("HandleCommand", request, call, writeside_pb2.HandleCommandResponse)
 
     async def handle_event(
-        self,
-        event: any_pb2.Any,
-        prior_state: any_pb2.Any,
-        meta: common_pb2.MetaData,
-        metadata: Metadata,
+        self, request: writeside_pb2.HandleEventRequest, call: HandlerCall
     ) -> writeside_pb2.HandleEventResponse:
-        """Ask the handler for the state ``event`` produces."""
-        request = writeside_pb2.HandleEventRequest(
-            event=event, prior_state=prior_state, event_meta=meta
-        )
-        reply: writeside_pb2.HandleEventResponse = await self._call(
-            "HandleEvent", request, metadata
-        )
-        return reply
+        """Ask the handler for the state the event produces."""
+        return await self._call("HandleEvent", request, call, writeside_pb2.HandleEventResponse)
 
-    async def _call(self, method: str, request: Message, metadata: Metadata) -> Any:
-        stub = self._stub or self._open()
+    async def _call(
+        self,
+        method: str,
+        request: writeside_pb2.HandleCommandRequest | writeside_pb2.HandleEventRequest,
+        call: HandlerCall,
+        reply: type[Reply],
+    ) -> Reply:
+        return await self._breaker.call(lambda: self._call_reconnecting(method, request, call))
+
+    async def _call_reconnecting(
+        self,
+        method: str,
+        request: writeside_pb2.HandleCommandRequest | writeside_pb2.HandleEventRequest,
+        call: HandlerCall,
+    ) -> Reply:
+        # Each call gets COS_GRPC_CALLS_TIMEOUT, or what is left of the command's
+        # COS_COMMAND_HANDLER_TIMEOUT when that is less (as in Chief of State), or the
+        # breaker's call timeout when that is less still.
+        timeout, limit = self._call_timeout, "COS_GRPC_CALLS_TIMEOUT"
+        if self._breaker.timeout(timeout) < timeout:
+            timeout, limit = self._breaker.timeout(timeout), "COS_WRITE_SIDE_BREAKER_CALL_TIMEOUT"
+        if call.budget_end is not None and call.budget_end - time.monotonic() < timeout:
+            timeout = max(0.0, call.budget_end - time.monotonic())
+            limit = "COS_COMMAND_HANDLER_TIMEOUT"
         try:
-            return await getattr(stub, method)(
-                request, timeout=self._timeout, metadata=tuple(metadata) or None
-            )
+            try:
+                return await self._send(method, request, call, timeout)
+            except grpc.aio.AioRpcError as exc:
+                if not not_connected(exc):
+                    raise
+                # No connection, so the handler never saw the call: the channel may
+                # still be backing off from an outage the handler is already over. A
+                # new channel connects at once if it is back.
+                await self.close()
+                left = timeout if call.budget_end is None else call.budget_end - time.monotonic()
+                return await self._send(method, request, call, max(0.0, min(timeout, left)))
         except grpc.aio.AioRpcError as exc:
-            raise self._translate(method, exc) from None
+            note = f"{method} within {round(timeout * 1000)} ms ({limit})"
+            peer = f"write handler at {self._target}"
+            raise call_error(exc, peer, deadline_note=note) from None
 
-    def _translate(self, method: str, exc: grpc.aio.AioRpcError) -> HandlerCallError:
-        trailers = tuple(
-            (key, value) for key, value in (exc.trailing_metadata() or ()) if key == _DETAILS_KEY
+    async def _send(
+        self,
+        method: str,
+        request: writeside_pb2.HandleCommandRequest | writeside_pb2.HandleEventRequest,
+        call: HandlerCall,
+        timeout: float,
+    ) -> Reply:
+        stub = self._stub or self._open()
+        answer = await getattr(stub, method)(
+            request, timeout=timeout, metadata=tuple(call.metadata) or None
         )
-        code = exc.code()
-        message = exc.details() or ""
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED and not trailers:
-            message = (
-                f"write handler at {self._target} did not answer {method} "
-                f"within {int(self._timeout * 1000)} ms"
-            )
-        elif code == grpc.StatusCode.UNAVAILABLE and not trailers:
-            message = f"write handler at {self._target} is unavailable ({method}): {message}"
-        return HandlerCallError(code, message, trailers)
+        return cast(Reply, answer)  # the stub's reply type for ``method``
 
     async def close(self) -> None:
         """Close the channel."""

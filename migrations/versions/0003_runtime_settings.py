@@ -17,7 +17,7 @@ depends_on = None
 
 def upgrade() -> None:
     # Settings that must never change for a journal once written, recorded by
-    # the first node that serves it (cos.journal.layout).
+    # the first node that serves it (cos.postgres.layout).
     op.execute(
         """
         CREATE TABLE cos_runtime_settings (

@@ -16,9 +16,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from chief_of_state.v1 import service_pb2_grpc
-from cos.journal.database import DatabaseTarget
-from cos.settings import CosSettings
-from cos.sharding.deploy import (
+from cos.deploy import (
     FAST_NODE_FAILURE,
     NAMESPACE,
     PORT_LABEL,
@@ -27,7 +25,9 @@ from cos.sharding.deploy import (
     start_host,
     start_runtime,
 )
-from tests.support import free_port
+from cos.postgres import DatabaseTarget
+from cos.settings import CosSettings
+from tests.support import ADMIN_TOKEN, free_port
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Nodes:
         )
         self.cluster.wait_for_nodes()
         self.ports[node.node_id] = port
-        return next(n for n in alive_nodes() if n["NodeID"] == node.node_id)
+        return next(n for n in alive_nodes() if n.node_id == node.node_id)
 
 
 @pytest.fixture
@@ -131,6 +131,7 @@ async def cluster_cos(
             "cluster_name": f"c{uuid.uuid4().hex[:10]}",
             "num_shards": 16,
             "host_failure_timeout_seconds": 3.0,
+            "admin_token": ADMIN_TOKEN,
         }
         values.update(overrides)
         settings = CosSettings(**values)

@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from typing import Any
 
 import asyncpg
+import psutil
 import ray
 
 from chief_of_state.v1 import service_pb2
@@ -25,6 +27,7 @@ from tests.cluster.checks import (
 from tests.cluster.conftest import ClusterRuntime, Nodes
 from tests.integration.commands import request, state_of
 from tests.integration.readsides import start_reader
+from tests.support import ADMIN_TOKEN
 
 __all__ = ["start_reader"]  # the fixture, for pytest
 
@@ -106,6 +109,7 @@ async def test_a_lost_node_is_replaced_within_the_bound_and_read_sides_go_on(
         read_sides=(reader.config(),),
         read_side_retry_min_seconds=0.05,
         read_side_retry_max_seconds=0.5,
+        host_failure_timeout_seconds=8.0,  # a failover longer than the old 5 s retry window
     )
     victim_node = first_worker(nodes)
     victim = host_of(cos, victim_node.node_id)
@@ -113,7 +117,31 @@ async def test_a_lost_node_is_replaced_within_the_bound_and_read_sides_go_on(
     load.targets = [h for h in cos.stubs if h != victim]
     load.start()
     await asyncio.sleep(2)
+    victims_shards = {o.shard for o in await cos.table() if o.host_id == victim}
+    orphans = [e for e in (f"orphan-{i}" for i in range(500)) if shard_of(e, 16) in victims_shards]
+    victim_pid = await asyncio.to_thread(ray.get, cos.runtime.hosts[victim].pid.remote())
+    killed_at = time.monotonic()
     nodes.cluster.remove_node(victim_node, allow_graceful=False)
+
+    # Sent to live nodes for shards of the node that died: each is retried until the
+    # shard's new owner answers, within the caller's deadline. (A command that reached
+    # the host while it was dying may have run there: it fails, never runs twice.)
+    async def host_process_gone() -> bool:
+        return not psutil.pid_exists(victim_pid)
+
+    await wait_for(host_process_gone, 30, "the lost host's process to end")
+    print(f"the lost host's process ended {time.monotonic() - killed_at:.1f} s after the kill")
+    live = [h for h in cos.stubs if h != victim]
+    sent = await asyncio.gather(
+        *(
+            cos.stubs[live[i % 2]].ProcessCommand(request(e, add=[1]), timeout=40)
+            for i, e in enumerate(orphans[:6])
+        ),
+        return_exceptions=True,
+    )
+    print(f"commands to its shards answered {time.monotonic() - killed_at:.1f} s after the kill")
+    assert [getattr(r, "meta", r) for r in sent if not hasattr(r, "meta")] == []
+    assert {r.meta.revision_number for r in sent} == {1}  # type: ignore[union-attr]
 
     async def replaced() -> bool:
         table = await cos.table()
@@ -197,7 +225,7 @@ async def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", "COS_ADMIN_TOKEN": ADMIN_TOKEN},
     )
 
 

@@ -28,8 +28,8 @@ import psutil
 import pytest
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
-from cos.journal.database import DatabaseTarget
-from cos.sharding.deploy import FAST_NODE_FAILURE
+from cos.deploy import FAST_NODE_FAILURE
+from cos.postgres import DatabaseTarget
 from tests.cluster.checks import Load, assert_journal_consistent, journal_revisions, wait_for
 from tests.integration.commands import request
 from tests.support import COS, Process, db_env, drop_schema, free_port, serve_env
@@ -192,8 +192,10 @@ async def test_cos_serve_per_node_forwards_and_hands_over_on_sigterm(
     assert {owner for owner, _ in after.values()} == {staying.host_id}
     for shard, (owner, epoch) in before.items():
         assert after[shard][1] == (epoch if owner == staying.host_id else epoch + 1), shard
-    # A client of the leaving node sees UNAVAILABLE once its port closes, nothing else.
-    assert set(load.errors) <= {"UNAVAILABLE"}, load.errors
+    # A client of the leaving node sees UNAVAILABLE once its port closes, or CANCELLED for
+    # a call gRPC accepted but never handed to the servicer before the server stopped
+    # (gRPC's own graceful stop does this; such a call never ran). Nothing else.
+    assert set(load.errors) <= {"UNAVAILABLE", "CANCELLED"}, load.errors
     assert sum(len(acked) for acked in load.acked.values()) > 50
     assert_journal_consistent(await journal_revisions(db), load)
 

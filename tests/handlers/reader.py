@@ -1,7 +1,8 @@
 """A read handler for tests, run in its own process: ``python tests/handlers/reader.py``.
 
 Every call is appended to ``--log`` as one JSON line: ``{"kind": "attempt"|"delivered",
-"read_side_id", "entity_id", "revision", "total", "poison"}``. Failure modes:
+"read_side_id", "entity_id", "revision", "total", "poison", "headers"}`` (``headers``: the
+``x-cos-*`` request headers). Failure modes:
 
 - ``--fail-every N``: every N-th call raises UNAVAILABLE;
 - events marked ``poison`` (see writer.py) answer ``successful=false`` until the file
@@ -14,12 +15,12 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 
 import grpc
 from google.protobuf import struct_pb2
 
 from chief_of_state.v1 import readside_pb2, readside_pb2_grpc
+from tests.handlers.serving import serve_until_signalled
 
 
 class TestReadHandler(readside_pb2_grpc.ReadSideHandlerServiceServicer):
@@ -30,7 +31,7 @@ class TestReadHandler(readside_pb2_grpc.ReadSideHandlerServiceServicer):
         self._calls = 0
 
     def _record(
-        self, kind: str, request, event: struct_pb2.Struct, state: struct_pb2.Struct
+        self, kind: str, request, context, event: struct_pb2.Struct, state: struct_pb2.Struct
     ) -> None:
         line = {
             "kind": kind,
@@ -39,6 +40,9 @@ class TestReadHandler(readside_pb2_grpc.ReadSideHandlerServiceServicer):
             "revision": request.meta.revision_number,
             "total": state.fields["total"].number_value,
             "poison": event.fields["poison"].bool_value,
+            "headers": {
+                k: v for k, v in (context.invocation_metadata() or ()) if k.startswith("x-cos-")
+            },
         }
         os.write(self._fd, (json.dumps(line) + "\n").encode())
 
@@ -47,12 +51,12 @@ class TestReadHandler(readside_pb2_grpc.ReadSideHandlerServiceServicer):
         event, state = struct_pb2.Struct(), struct_pb2.Struct()
         request.event.Unpack(event)
         request.state.Unpack(state)
-        self._record("attempt", request, event, state)
+        self._record("attempt", request, context, event, state)
         if self._fail_every and self._calls % self._fail_every == 0:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"call {self._calls} fails on purpose")
         if event.fields["poison"].bool_value and not os.path.exists(self._healed):
             return readside_pb2.HandleReadSideResponse(successful=False)
-        self._record("delivered", request, event, state)
+        self._record("delivered", request, context, event, state)
         return readside_pb2.HandleReadSideResponse(successful=True)
 
 
@@ -62,14 +66,7 @@ async def serve(port: int, log: str, fail_every: int) -> None:
         TestReadHandler(log, fail_every), server
     )
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    print(f"test read handler listening on 127.0.0.1:{bound}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(1)
+    await serve_until_signalled(server, f"test read handler listening on 127.0.0.1:{bound}")
 
 
 if __name__ == "__main__":

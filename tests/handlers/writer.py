@@ -12,6 +12,8 @@ protos of their own. A command says what to do:
 - ``{"no_state_at": 1}``: HandleEvent of the 1st event returns no state
 - ``{"legacy": true}``: put the single event in the deprecated ``event`` field
 - ``{"poison": true}``: mark the events so the test read handler fails on them
+- ``{"type_url": "..."}``: give the events this type URL (their value stays a Struct)
+- ``{"state_bytes": n}``: pad the resulting state with a string of n bytes
 
 Each event records what HandleCommand saw (prior revision, prior state type,
 request headers). HandleEvent refuses an event whose revision is not the prior
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 import grpc
 from google.protobuf import any_pb2, struct_pb2
@@ -30,6 +31,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from chief_of_state.v1 import writeside_pb2, writeside_pb2_grpc
+from tests.handlers.serving import serve_until_signalled
 
 _SEEN_HEADERS = ("x-propagated", "x-persisted", "x-other", "traceparent")
 
@@ -83,9 +85,15 @@ class TestWriteHandler(writeside_pb2_grpc.WriteSideHandlerServiceServicer):
                     if "no_state_at" in fields
                     else False,
                     "poison": fields["poison"].bool_value if "poison" in fields else False,
+                    "state_bytes": fields["state_bytes"].number_value
+                    if "state_bytes" in fields
+                    else 0,
                 }
             )
-            events.append(_pack(event))
+            packed = _pack(event)
+            if "type_url" in fields:
+                packed.type_url = fields["type_url"].string_value
+            events.append(packed)
         if fields["legacy"].bool_value and events:
             return writeside_pb2.HandleCommandResponse(event=events[0])
         # An empty Any among the events must be ignored by the runtime.
@@ -123,6 +131,8 @@ class TestWriteHandler(writeside_pb2_grpc.WriteSideHandlerServiceServicer):
                 "last_headers": event["headers"].struct_value,
             }
         )
+        if event["state_bytes"].number_value:
+            state.update({"padding": "x" * int(event["state_bytes"].number_value)})
         return writeside_pb2.HandleEventResponse(resulting_state=_pack(state))
 
 
@@ -135,14 +145,7 @@ async def serve(host: str, port: int, cert: str | None, key: str | None) -> None
         bound = server.add_secure_port(f"{host}:{port}", credentials)
     else:
         bound = server.add_insecure_port(f"{host}:{port}")
-    await server.start()
-    print(f"test write handler listening on {host}:{bound}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(1)
+    await serve_until_signalled(server, f"test write handler listening on {host}:{bound}")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ import pytest
 import ray
 
 from chief_of_state.v1 import service_pb2_grpc
-from cos.journal.database import DatabaseTarget
+from cos.deploy import NAMESPACE, Runtime, start_runtime
+from cos.postgres import DatabaseTarget
 from cos.settings import CosSettings
-from cos.sharding.deploy import NAMESPACE, Runtime, start_runtime
-from tests.support import free_port
+from tests.support import ADMIN_TOKEN, free_port
 
 
 @pytest.fixture
@@ -65,6 +65,7 @@ async def start_cos(
             "command_handler_timeout": 5.0,
             "advertise_address": "127.0.0.1",
             "cluster_name": f"t{uuid.uuid4().hex[:10]}",
+            "admin_token": ADMIN_TOKEN,
         }
         values.update(overrides)
         settings = CosSettings(**values)

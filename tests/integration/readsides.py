@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cos.readside.config import FailurePolicy, ReadSideConfig
-from tests.support import ROOT, Process
+from tests.support import ADMIN_TOKEN, ROOT, Process, free_port
 
 
 @dataclass
@@ -53,6 +53,17 @@ class Reader:
     def heal(self) -> None:
         Path(str(self.log) + ".healed").touch()
 
+    def restart(self) -> None:
+        """Start the handler again on the same port, after ``process.stop()``."""
+        self.process = _spawn(self.log, self.port, self.extra.get("fail_every", 0))
+
+
+def _spawn(log: Path, port: int, fail_every: int) -> Process:
+    args = [sys.executable, str(ROOT / "tests/handlers/reader.py"), "--log", str(log)]
+    process = Process([*args, "--fail-every", str(fail_every), "--port", str(port)])
+    process.wait_for(r"listening on [\d.]+:(\d+)", timeout=30)
+    return process
+
 
 @pytest.fixture
 def start_reader(tmp_path: Path) -> Iterator[Callable[..., Reader]]:
@@ -62,10 +73,9 @@ def start_reader(tmp_path: Path) -> Iterator[Callable[..., Reader]]:
         read_side_id: str, policy: FailurePolicy | None = None, fail_every: int = 0
     ) -> Reader:
         log = tmp_path / f"{read_side_id}.jsonl"
-        args = [sys.executable, str(ROOT / "tests/handlers/reader.py"), "--log", str(log)]
-        process = Process([*args, "--fail-every", str(fail_every)])
-        port = int(process.wait_for(r"listening on [\d.]+:(\d+)", timeout=30).group(1))
-        reader = Reader(process, port, log, read_side_id, policy)
+        port = free_port()
+        process = _spawn(log, port, fail_every)
+        reader = Reader(process, port, log, read_side_id, policy, {"fail_every": fail_every})
         started.append(reader)
         return reader
 
@@ -101,5 +111,5 @@ def cli(port: int, *args: str, camel: bool = False) -> subprocess.CompletedProce
         capture_output=True,
         text=True,
         timeout=60,
-        env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"},
+        env={"COLUMNS": "100", "PATH": "/usr/bin:/bin", "COS_ADMIN_TOKEN": ADMIN_TOKEN},
     )

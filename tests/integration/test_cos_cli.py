@@ -2,30 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from cos.readside.config import FailurePolicy
+from cos.sharding.routing import shard_of
 from tests.integration.commands import request
-from tests.integration.conftest import StartRuntime
+from tests.integration.conftest import RunningRuntime, StartRuntime
 from tests.integration.readsides import Reader, cli, start_reader, wait_until
+from tests.support import ADMIN_TOKEN
 
 __all__ = ["start_reader"]
 
 
-async def test_every_readside_subcommand(
-    start_cos: StartRuntime, start_reader: Callable[..., Reader], db: asyncpg.Connection
-) -> None:
-    reader = start_reader("rs-cli")
-    cos = await start_cos(
+async def start_with(start_cos: StartRuntime, reader: Reader) -> RunningRuntime:
+    """A runtime of two shards whose one read side is ``reader``, retrying fast."""
+    return await start_cos(
         num_shards=2,
         read_side_enabled=True,
         read_sides=(reader.config(),),
         read_side_retry_min_seconds=0.05,
         read_side_retry_max_seconds=0.2,
     )
+
+
+async def test_every_readside_subcommand(
+    start_cos: StartRuntime, start_reader: Callable[..., Reader], db: asyncpg.Connection
+) -> None:
+    reader = start_reader("rs-cli")
+    cos = await start_with(start_cos, reader)
     port = cos.settings.port
     for i in range(4):
         await cos.stub.ProcessCommand(request(f"c{i}", add=[1]))
@@ -91,3 +100,79 @@ def test_cli_help_and_missing_id() -> None:
     )
     assert missing.returncode != 0
     assert "--id" in missing.stderr
+
+
+def cos_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``cos-cli`` with arguments exactly as given (Chief of State CLI spellings)."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli.admin", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COLUMNS": "100", "PATH": "/usr/bin:/bin", "COS_ADMIN_TOKEN": ADMIN_TOKEN},
+    )
+
+
+async def test_chief_of_state_cli_spellings(
+    start_cos: StartRuntime, start_reader: Callable[..., Reader], db: asyncpg.Connection
+) -> None:
+    reader = start_reader("rs-cos", FailurePolicy.STOP)
+    cos = await start_with(start_cos, reader)
+    port = str(cos.settings.port)
+    entity = next(e for e in (f"k{i}" for i in range(100)) if shard_of(e, 2) == 1)
+    await cos.stub.ProcessCommand(request(entity, add=[1]))
+    await cos.stub.ProcessCommand(request(entity, add=[1], poison=True))
+    await cos.stub.ProcessCommand(request(entity, add=[1]))
+    await wait_until(lambda: any(r["revision"] == 2 for r in reader.records("attempt")))
+
+    async def offset_of_shard_1() -> int:
+        return int(
+            await db.fetchval(
+                "SELECT position FROM cos_read_side_offsets"
+                " WHERE read_side_id = 'rs-cos' AND shard = 1"
+            )
+        )
+
+    await wait_until(lambda: _equals(offset_of_shard_1(), 1))
+    # As the Chief of State CLI is called: flags before the command, skipOffset, and
+    # --shard-number -1 for every shard.
+    skipped = await asyncio.to_thread(
+        cos_cli,
+        "--cosHost",
+        "127.0.0.1",
+        "--cosPort",
+        port,
+        "readside",
+        "--id",
+        "rs-cos",
+        "--shard-number",
+        "-1",
+        "skipOffset",
+    )
+    assert skipped.returncode == 0, skipped.stderr
+    assert skipped.stdout.strip() == "skipped the current event of read side rs-cos in all shards"
+    await wait_until(lambda: (entity, 3) in reader.delivered(), what="the event after the skip")
+    assert reader.delivered() == [(entity, 1), (entity, 3)]
+    # Flags after the command, camelCase host/port, a negative shard for all shards.
+    table = await asyncio.to_thread(
+        cos_cli,
+        "readside",
+        "offset",
+        "--id=rs-cos",
+        "--shard-number=-1",
+        "--cosHost=127.0.0.1",
+        f"--cosPort={port}",
+    )
+    assert table.returncode == 0, table.stderr
+    rows = [line.replace("│", " ").split() for line in table.stdout.splitlines()]
+    assert ["0", "0"] in rows and ["1", "3"] in rows, table.stdout
+    one = await asyncio.to_thread(
+        cos_cli, "readside", "--shard-number", "1", "offset", "--id", "rs-cos", "--cosPort", port
+    )
+    assert one.returncode == 0, one.stderr
+    body = [line.replace("│", " ").split() for line in one.stdout.splitlines()]
+    assert ["1", "3"] in body and ["0", "0"] not in body, one.stdout
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected

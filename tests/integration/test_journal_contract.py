@@ -1,4 +1,5 @@
-"""The JournalStore contract, run against every implementation (today: PostgreSQL)."""
+"""The JournalStore and LeaseStore contract, run against every implementation (today:
+PostgreSQL). Fencing is a property of the pair: a journal write checks the lease epoch."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ import asyncpg
 import pytest
 
 from cos.errors import ConflictError, FencedError
-from cos.journal.database import DatabaseTarget
-from cos.journal.postgres import PostgresJournalStore
 from cos.journal.store import EntityAppend, JournalStore, NewEvent, NewSnapshot
+from cos.postgres import (
+    DatabaseTarget,
+    PoolLimits,
+    PostgresDatastore,
+    PostgresJournalStore,
+    PostgresLeaseStore,
+)
+from cos.sharding.leases import LeaseStore
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -21,22 +28,44 @@ def events(*revisions: int) -> list[NewEvent]:
     return [NewEvent(r, "test.Event", NOW, f"event-{r}".encode()) for r in revisions]
 
 
+async def open_postgres(
+    database: DatabaseTarget, retain: int = 2, logical_deletion: bool = False
+) -> tuple[PostgresDatastore, PostgresJournalStore, PostgresLeaseStore]:
+    datastore = await PostgresDatastore.open(database, PoolLimits(max_size=8))
+    journal = PostgresJournalStore(
+        datastore, snapshots_to_retain=retain, logical_deletion=logical_deletion
+    )
+    return datastore, journal, PostgresLeaseStore(datastore)
+
+
 @pytest.fixture(params=["postgres"])
-async def store(
+async def stores(
     request: pytest.FixtureRequest, database: DatabaseTarget
-) -> AsyncIterator[JournalStore]:
-    journal = await PostgresJournalStore.connect(database, max_size=8, snapshots_to_retain=2)
-    yield journal
-    await journal.close()
+) -> AsyncIterator[tuple[JournalStore, LeaseStore]]:
+    datastore, journal, leases = await open_postgres(database, retain=2)
+    yield journal, leases
+    await datastore.close()
 
 
-async def test_acquire_bumps_the_epoch_each_time(store: JournalStore) -> None:
-    assert await store.acquire_shards([0, 1], "a") == {0: 1, 1: 1}
-    assert await store.acquire_shards([1], "b") == {1: 2}
+@pytest.fixture
+def store(stores: tuple[JournalStore, LeaseStore]) -> JournalStore:
+    return stores[0]
 
 
-async def test_append_assigns_gap_free_positions_per_shard(store: JournalStore) -> None:
-    epochs = await store.acquire_shards([3, 4], "a")
+@pytest.fixture
+def leases(stores: tuple[JournalStore, LeaseStore]) -> LeaseStore:
+    return stores[1]
+
+
+async def test_acquire_bumps_the_epoch_each_time(store: JournalStore, leases: LeaseStore) -> None:
+    assert await leases.acquire_shards([0, 1], "a") == {0: 1, 1: 1}
+    assert await leases.acquire_shards([1], "b") == {1: 2}
+
+
+async def test_append_assigns_gap_free_positions_per_shard(
+    store: JournalStore, leases: LeaseStore
+) -> None:
+    epochs = await leases.acquire_shards([3, 4], "a")
     await store.append(
         3, epochs[3], [EntityAppend("a", events(1, 2)), EntityAppend("b", events(1))]
     )
@@ -53,9 +82,9 @@ async def test_append_assigns_gap_free_positions_per_shard(store: JournalStore) 
     assert [e.position for e in await store.read_shard(3, 2, 1)] == [3]
 
 
-async def test_stale_epoch_cannot_write(store: JournalStore) -> None:
-    old = (await store.acquire_shards([5], "zombie"))[5]
-    new = (await store.acquire_shards([5], "new-owner"))[5]
+async def test_stale_epoch_cannot_write(store: JournalStore, leases: LeaseStore) -> None:
+    old = (await leases.acquire_shards([5], "zombie"))[5]
+    new = (await leases.acquire_shards([5], "new-owner"))[5]
     assert new == old + 1
     with pytest.raises(FencedError):
         await store.append(5, old, [EntityAppend("z", events(1))])
@@ -64,8 +93,10 @@ async def test_stale_epoch_cannot_write(store: JournalStore) -> None:
     assert [e.position for e in await store.read_shard(5, 0, 10)] == [1]
 
 
-async def test_duplicate_revision_is_a_conflict_and_writes_nothing(store: JournalStore) -> None:
-    epoch = (await store.acquire_shards([6], "a"))[6]
+async def test_duplicate_revision_is_a_conflict_and_writes_nothing(
+    store: JournalStore, leases: LeaseStore
+) -> None:
+    epoch = (await leases.acquire_shards([6], "a"))[6]
     await store.append(6, epoch, [EntityAppend("d", events(1))])
     with pytest.raises(ConflictError):
         await store.append(6, epoch, [EntityAppend("e", events(1)), EntityAppend("d", events(1))])
@@ -74,8 +105,10 @@ async def test_duplicate_revision_is_a_conflict_and_writes_nothing(store: Journa
     assert [e.position for e in await store.read_shard(6, 0, 10)] == [1, 2]
 
 
-async def test_latest_is_the_newest_event_or_snapshot(store: JournalStore) -> None:
-    epoch = (await store.acquire_shards([7], "a"))[7]
+async def test_latest_is_the_newest_event_or_snapshot(
+    store: JournalStore, leases: LeaseStore
+) -> None:
+    epoch = (await leases.acquire_shards([7], "a"))[7]
     assert await store.latest("l") is None
     await store.append(7, epoch, [EntityAppend("l", events(1, 2))])
     newest = await store.latest("l")
@@ -90,9 +123,9 @@ async def test_latest_is_the_newest_event_or_snapshot(store: JournalStore) -> No
 
 
 async def test_snapshots_keep_only_the_newest(
-    store: JournalStore, database: DatabaseTarget
+    store: JournalStore, leases: LeaseStore, database: DatabaseTarget
 ) -> None:
-    epoch = (await store.acquire_shards([8], "a"))[8]
+    epoch = (await leases.acquire_shards([8], "a"))[8]
     for revision in range(1, 5):
         await store.append(
             8, epoch, [EntityAppend("s", events(revision), NewSnapshot(revision, b"s"))]
@@ -110,11 +143,9 @@ async def test_snapshots_keep_only_the_newest(
 async def test_logical_deletion_marks_events_before_the_oldest_snapshot(
     database: DatabaseTarget,
 ) -> None:
-    store = await PostgresJournalStore.connect(
-        database, max_size=2, snapshots_to_retain=1, logical_deletion=True
-    )
+    datastore, store, leases = await open_postgres(database, retain=1, logical_deletion=True)
     try:
-        epoch = (await store.acquire_shards([9], "a"))[9]
+        epoch = (await leases.acquire_shards([9], "a"))[9]
         await store.append(9, epoch, [EntityAppend("ld", events(1, 2))])
         await store.append(9, epoch, [EntityAppend("ld", events(3), NewSnapshot(3, b"s3"))])
         await store.append(9, epoch, [EntityAppend("ld", events(4))])
@@ -131,15 +162,15 @@ async def test_logical_deletion_marks_events_before_the_oldest_snapshot(
         ]
         assert len(await store.read_shard(9, 0, 10)) == 4, "read sides still see every event"
     finally:
-        await store.close()
+        await datastore.close()
 
 
 async def test_concurrent_appends_to_one_shard_commit_in_position_order(
-    store: JournalStore, database: DatabaseTarget
+    store: JournalStore, leases: LeaseStore, database: DatabaseTarget
 ) -> None:
     # Positions must be visible in order: a reader that saw position p must
     # already be able to see every position below p (read sides rely on it).
-    epoch = (await store.acquire_shards([10], "a"))[10]
+    epoch = (await leases.acquire_shards([10], "a"))[10]
     appends = [store.append(10, epoch, [EntityAppend(f"x{i}", events(1))]) for i in range(40)]
     conn = await asyncpg.connect(**database.connect_kwargs())
     observed_gaps = []

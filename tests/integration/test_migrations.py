@@ -6,8 +6,7 @@ import asyncio
 
 import asyncpg
 
-from cos.journal.database import DatabaseTarget
-from cos.journal.migrate import migrate
+from cos.postgres import DatabaseTarget, migrate
 from tests.support import drop_schema, new_schema_name
 
 
@@ -25,7 +24,7 @@ async def test_nodes_migrating_at_once_all_succeed(database_server: DatabaseTarg
             )
         finally:
             await conn.close()
-        assert [row["version_num"] for row in versions] == ["0003"]
+        assert [row["version_num"] for row in versions] == ["0004"]
         assert {row["table_name"] for row in tables} >= {
             "cos_journal",
             "cos_snapshots",

@@ -17,6 +17,7 @@ from cos.sharding.routing import shard_of
 from tests.integration.commands import request
 from tests.integration.conftest import RunningRuntime, StartRuntime
 from tests.integration.readsides import Reader, cli, start_reader, wait_until
+from tests.support import OPERATOR_METADATA
 
 __all__ = ["start_reader"]  # the fixture, re-exported for pytest
 
@@ -28,8 +29,19 @@ async def start_with(start_cos: StartRuntime, *readers: Any, **settings: Any) ->
     return await start_cos(read_side_enabled=True, read_sides=configs, **FAST_RETRIES, **settings)
 
 
-def manager(cos: RunningRuntime) -> manager_pb2_grpc.ReadSideManagerServiceStub:
-    return manager_pb2_grpc.ReadSideManagerServiceStub(cos.channel)
+def manager(cos: RunningRuntime) -> OperatorStub:
+    return OperatorStub(manager_pb2_grpc.ReadSideManagerServiceStub(cos.channel))
+
+
+class OperatorStub:
+    """A ReadSideManagerService stub whose calls carry the operator token."""
+
+    def __init__(self, stub: manager_pb2_grpc.ReadSideManagerServiceStub) -> None:
+        self._stub = stub
+
+    def __getattr__(self, method: str) -> Any:
+        rpc = getattr(self._stub, method)
+        return lambda request: rpc(request, metadata=OPERATOR_METADATA)
 
 
 def entities_in(shard: int, num_shards: int, count: int, prefix: str = "e") -> list[str]:
@@ -67,6 +79,12 @@ async def test_every_event_reaches_each_read_side_in_order(
         for entity_id, revisions in revisions_by_entity(reader).items():
             assert revisions == list(range(1, 21)), entity_id  # strictly increasing, none lost
         await wait_until(lambda r=reader: offsets_match_journal(db, r.read_side_id))
+    # Chief of State's headers: the entity id and the event tag (the shard number).
+    assert all(
+        r["headers"]
+        == {"x-cos-entity-id": r["entity_id"], "x-cos-event-tag": str(shard_of(r["entity_id"], 4))}
+        for r in a.records()
+    )
     reply = await manager(cos).GetLatestOffset(
         manager_pb2.GetLatestOffsetRequest(read_side_id="rs-a")
     )
@@ -104,6 +122,33 @@ async def test_replay_skip_retries_five_times_then_skips(
     assert reader.delivered() == [("p", 1), ("p", 3)]
     attempts = [r for r in reader.records("attempt") if r["revision"] == 2]
     assert len(attempts) == 1 + 5
+
+
+async def test_a_read_handler_back_from_an_outage_gets_the_next_event_at_its_first_attempt(
+    start_cos: StartRuntime, start_reader: Callable[..., Reader], db: asyncpg.Connection
+) -> None:
+    reader = start_reader("rs-back", FailurePolicy.SKIP)
+    cos = await start_with(start_cos, reader, num_shards=1)
+    await cos.stub.ProcessCommand(request("before", add=[1]))
+    await wait_until(lambda: reader.delivered() == [("before", 1)])
+    reader.process.stop()
+    # While the handler is down its events are skipped, and each failed attempt makes
+    # gRPC back off longer before it connects again.
+    for i in range(8):
+        await cos.stub.ProcessCommand(request(f"down-{i}", add=[1]))
+        await asyncio.sleep(0.7)
+
+    async def skipped_all() -> bool:
+        row = await db.fetchval(
+            "SELECT position FROM cos_read_side_offsets WHERE read_side_id = 'rs-back'"
+        )
+        return bool(row == 9)
+
+    await wait_until(skipped_all, what="the events written while down to be skipped")
+    reader.restart()
+    await cos.stub.ProcessCommand(request("after", add=[1]))
+    await wait_until(lambda: ("after", 1) in reader.delivered(), timeout=20)
+    assert [r["entity_id"] for r in reader.records("attempt")] == ["before", "after"]
 
 
 async def test_stop_policy_halts_at_the_event_until_skipped(

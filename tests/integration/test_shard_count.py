@@ -7,8 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from cos.journal.database import DatabaseTarget
-from cos.journal.layout import ShardCountError, pin_shard_count
+from cos.postgres import DatabaseTarget, ShardCountError, pin_shard_count
 
 
 async def test_the_first_count_is_recorded_and_another_is_refused(

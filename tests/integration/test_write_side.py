@@ -142,23 +142,24 @@ async def test_handler_failed_precondition_reaches_caller_with_rich_details(
 
 
 @pytest.mark.parametrize(
-    ("entity_id", "with_command", "needle"),
-    [("", True, "entity_id"), ("x", False, "command")],
+    ("entity_id", "with_command", "message"),
+    [("", True, "empty entity ID"), ("x", False, "no command sent")],
 )
-async def test_invalid_requests_are_invalid_argument(
-    start_cos: StartRuntime, entity_id: str, with_command: bool, needle: str
+async def test_invalid_requests_are_invalid_argument_in_chief_of_states_words(
+    start_cos: StartRuntime, entity_id: str, with_command: bool, message: str
 ) -> None:
     cos = await start_cos()
-    message = service_pb2.ProcessCommandRequest(entity_id=entity_id)
+    request_ = service_pb2.ProcessCommandRequest(entity_id=entity_id)
     if with_command:
-        message.command.CopyFrom(command(add=[1]))
+        request_.command.CopyFrom(command(add=[1]))
     with pytest.raises(grpc.aio.AioRpcError) as failed:
-        await cos.stub.ProcessCommand(message)
+        await cos.stub.ProcessCommand(request_)
     assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert needle in (failed.value.details() or "")
+    assert failed.value.details() == message
     with pytest.raises(grpc.aio.AioRpcError) as empty_get:
         await cos.stub.GetState(service_pb2.GetStateRequest(entity_id=""))
     assert empty_get.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert empty_get.value.details() == "empty entity ID"
 
 
 async def test_empty_any_command_is_invalid_argument(start_cos: StartRuntime) -> None:
@@ -190,6 +191,18 @@ async def test_slow_handler_is_deadline_exceeded_and_entity_stays_usable(
     assert reply.meta.revision_number == 2
 
 
+async def test_each_handler_call_is_bounded_by_the_grpc_calls_timeout(
+    start_cos: StartRuntime,
+) -> None:
+    cos = await start_cos(command_handler_timeout=30.0, grpc_calls_timeout=250)
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await cos.stub.ProcessCommand(request("per-call", add=[1], sleep=1.5))
+    assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert (failed.value.details() or "").endswith(
+        "did not answer HandleCommand within 250 ms (COS_GRPC_CALLS_TIMEOUT)"
+    )
+
+
 async def test_event_handler_without_state_is_internal(
     start_cos: StartRuntime, db: asyncpg.Connection
 ) -> None:
@@ -197,7 +210,9 @@ async def test_event_handler_without_state_is_internal(
     with pytest.raises(grpc.aio.AioRpcError) as failed:
         await cos.stub.ProcessCommand(request("nostate", add=[1, 1], no_state_at=2))
     assert failed.value.code() == grpc.StatusCode.INTERNAL
-    assert "resulting_state" in (failed.value.details() or "")
+    details = failed.value.details() or ""
+    assert details.startswith("event handler replied with empty state")  # CoS's words
+    assert "resulting_state" in details
     assert await journal(db, "nostate") == []
     reply = await cos.stub.ProcessCommand(request("nostate", add=[1]))
     assert reply.meta.revision_number == 1
@@ -261,4 +276,6 @@ async def test_proto_validation_refuses_unlisted_event_types(start_cos: StartRun
     with pytest.raises(grpc.aio.AioRpcError) as failed:
         await cos.stub.ProcessCommand(request("typed", add=[1]))
     assert failed.value.code() == grpc.StatusCode.INTERNAL
-    assert "google.protobuf.Struct" in (failed.value.details() or "")
+    assert (failed.value.details() or "").startswith(
+        "invalid event: type.googleapis.com/google.protobuf.Struct"  # CoS's words
+    )

@@ -8,8 +8,7 @@ import asyncpg
 import grpc
 import pytest
 
-from cos.journal.database import DatabaseTarget
-from cos.journal.postgres import PostgresJournalStore
+from cos.postgres import DatabaseTarget, PoolLimits, PostgresDatastore, PostgresLeaseStore
 from cos.sharding.routing import shard_of
 from tests.integration.commands import request, state_of
 from tests.integration.conftest import StartRuntime
@@ -45,9 +44,9 @@ async def test_host_whose_lease_was_taken_cannot_write(
     await cos.stub.ProcessCommand(request("fenced", add=[1]))
     shard = shard_of("fenced", 4)
     # Another owner takes the shard's lease, as a new host would after a partition.
-    other = await PostgresJournalStore.connect(database, max_size=2)
+    other = await PostgresDatastore.open(database, PoolLimits(max_size=2))
     try:
-        await other.acquire_shards([shard], "new-owner")
+        await PostgresLeaseStore(other).acquire_shards([shard], "new-owner")
     finally:
         await other.close()
 

@@ -44,3 +44,63 @@ def self_signed_localhost(folder: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+class Authority:
+    """A certificate authority of the test's own, issuing server and client certificates."""
+
+    def __init__(self, name: str) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(self.name)
+            .issuer_name(self.name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+
+    def write(self, path: Path) -> Path:
+        """The CA certificate, as a PEM file at ``path``."""
+        path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    def issue(
+        self, folder: Path, common_name: str, names: tuple[str, ...] = ("localhost", "127.0.0.1")
+    ) -> tuple[Path, Path]:
+        """A certificate for ``common_name`` with ``names`` (DNS names or IPs) as SANs:
+        ``<common_name>.pem`` and ``<common_name>.key`` in ``folder``."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sans: list[x509.GeneralName] = []
+        for name in names:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                sans.append(x509.DNSName(name))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self.name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_path, key_path = folder / f"{common_name}.pem", folder / f"{common_name}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return cert_path, key_path

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from cos.errors import ConflictError
+from cos.errors import ConflictError, JournalRejectedError
 from cos.journal.store import EntityAppend
 from cos.journal.writer import GroupCommitWriter
 from tests.fakes import FakeJournalStore
@@ -48,3 +48,20 @@ async def test_writer_recovers_after_a_failed_flush() -> None:
         await writer.write(EntityAppend("x", []))
     await writer.write(EntityAppend("y", []))
     assert store.batches == [["y"]]
+
+
+async def test_a_batch_the_database_refuses_commits_all_but_the_culprit() -> None:
+    store = FakeJournalStore(delay=0)
+    store.rejecting.add("bad")
+    writer = GroupCommitWriter(store, shard=0, epoch=1, max_batch=100)
+    names = [f"e{i}" for i in range(20)]
+    names.insert(13, "bad")
+    results = await asyncio.gather(
+        *(writer.write(EntityAppend(n, [])) for n in names), return_exceptions=True
+    )
+    failed = [n for n, r in zip(names, results, strict=True) if r is not None]
+    assert failed == ["bad"]
+    assert isinstance(results[13], JournalRejectedError)
+    committed = [n for batch in store.batches for n in batch]
+    assert sorted(committed) == sorted(n for n in names if n != "bad")
+    assert len(store.batches) <= 12  # halving: not one transaction per command

@@ -8,6 +8,7 @@ from cos.readside.config import (
     FailurePolicy,
     ReadSideConfig,
     ReadSideConfigError,
+    describe,
     from_env,
     from_yaml,
     load_read_sides,
@@ -41,7 +42,7 @@ def test_yaml_documents_become_read_sides() -> None:
         False,
     )
     assert audit.failure_policy is None
-    assert audit.timeout_ms == 30_000
+    assert audit.timeout_ms is None  # COS_GRPC_CALLS_TIMEOUT applies
 
 
 def test_environment_variables_become_read_sides() -> None:
@@ -87,13 +88,38 @@ def test_unknown_environment_setting_is_named() -> None:
         from_env({"COS_READ_SIDE_CONFIG__HOTS__X": "h"})
 
 
-def test_folder_of_files_and_duplicates(tmp_path: Path) -> None:
+def test_a_folder_is_read_recursively_whatever_the_extension(tmp_path: Path) -> None:
+    # As Chief of State reads it: every file under the folder, hidden entries aside
+    # (a ConfigMap volume has each file again under ..data).
     (tmp_path / "a.yml").write_text("readSideId: a\nhost: h\nport: 1\n")
-    (tmp_path / "b.yaml").write_text("readSideId: b\nhost: h\nport: 2\n")
-    (tmp_path / "notes.txt").write_text("not yaml at all: [")
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "b.conf").write_text("readSideId: b\nhost: h\nport: 2\n")
+    (tmp_path / "..data").mkdir()
+    (tmp_path / "..data" / "a.yml").write_text("readSideId: a\nhost: h\nport: 1\n")
     assert [c.read_side_id for c in load_read_sides(str(tmp_path), {})] == ["a", "b"]
-    env = {"COS_READ_SIDE_CONFIG__HOST__a": "h", "COS_READ_SIDE_CONFIG__PORT__a": "3"}
+    (tmp_path / "c.yml").write_text("readSideId: a\nhost: other\nport: 3\n")
     with pytest.raises(ReadSideConfigError, match="'a' is configured twice"):
-        load_read_sides(str(tmp_path), env)
+        load_read_sides(str(tmp_path), {})
     with pytest.raises(ReadSideConfigError, match="neither a file nor a folder"):
         load_read_sides(str(tmp_path / "missing.yml"), {})
+
+
+def test_a_config_file_wins_over_the_variables_as_in_chief_of_state(tmp_path: Path) -> None:
+    file = tmp_path / "read-sides.yaml"
+    file.write_text("readSideId: from-file\nhost: h\nport: 1\n")
+    env = {
+        "COS_READ_SIDE_CONFIG__HOST__READSIDE_1": "h",
+        "COS_READ_SIDE_CONFIG__PORT__READSIDE_1": "3",
+    }
+    assert [c.read_side_id for c in load_read_sides(str(file), env)] == ["from-file"]
+    assert [c.read_side_id for c in load_read_sides(None, env)] == ["READSIDE_1"]
+    assert [c.read_side_id for c in load_read_sides("", env)] == ["READSIDE_1"]
+
+
+def test_a_read_side_without_a_timeout_takes_the_calls_timeout() -> None:
+    (config,) = from_yaml("readSideId: a\nhost: h\nport: 1\nuseTls: true", "f.yml")
+    assert config.timeout_ms is None
+    assert describe(config, 60_000) == (
+        "read side a: handler h:1 (TLS), failurePolicy=none (retry forever), autoStart=true,"
+        " enabled=true, timeout=60000 ms"
+    )

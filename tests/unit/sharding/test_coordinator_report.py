@@ -6,8 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from cos.sharding.coordinator import Coordinator
-from cos.sharding.host import ShardInfo
-from cos.sharding.report import ShardReport
+from cos.sharding.report import ShardInfo, ShardReport
 
 
 class FakeHost:

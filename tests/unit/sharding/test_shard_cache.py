@@ -5,6 +5,7 @@ import asyncio
 from google.protobuf import any_pb2, wrappers_pb2
 
 from cos.settings import CosSettings
+from cos.sharding.commands import CommandRequest
 from cos.sharding.shard import Shard
 from tests.fakes import FakeJournalStore, FakeWriteHandler
 
@@ -17,21 +18,21 @@ def command() -> any_pb2.Any:
 
 def shard(handler: FakeWriteHandler, cache_size: int) -> Shard:
     settings = CosSettings(write_side_host="h", write_side_port=1)
-    return Shard(0, 1, FakeJournalStore(delay=0), handler, settings, cache_size)  # type: ignore[arg-type]
+    return Shard(0, 1, FakeJournalStore(delay=0), handler, settings, cache_size)
 
 
 async def test_cache_keeps_the_most_recently_used_entities() -> None:
     s = shard(FakeWriteHandler(), cache_size=3)
     for entity_id in ["a", "b", "c", "a", "d"]:
-        await s.process_command(entity_id, command(), [])
+        await s.run(CommandRequest(entity_id, command()))
     assert s.entity_ids() == ["c", "a", "d"]
 
 
 async def test_idle_entities_are_passivated_and_recent_ones_stay() -> None:
     s = shard(FakeWriteHandler(), cache_size=10)
-    await s.process_command("old", command(), [])
+    await s.run(CommandRequest("old", command()))
     await asyncio.sleep(0.05)
-    await s.process_command("new", command(), [])
+    await s.run(CommandRequest("new", command()))
     assert s.passivate(idle_seconds=0.04) == 1
     assert s.entity_ids() == ["new"]
 
@@ -40,24 +41,24 @@ async def test_entities_with_a_command_in_flight_are_never_dropped() -> None:
     handler = FakeWriteHandler()
     s = shard(handler, cache_size=1)
     handler.gate = asyncio.Event()
-    busy = asyncio.create_task(s.process_command("busy", command(), []))
+    busy = asyncio.create_task(s.run(CommandRequest("busy", command())))
     await asyncio.sleep(0.01)
     assert s.passivate(idle_seconds=0, now=10**9) == 0
     handler.gate.set()
-    await s.process_command("other", command(), [])
+    await s.run(CommandRequest("other", command()))
     await busy
     assert "other" in s.entity_ids()
 
 
 async def test_revisions_continue_after_the_entity_left_memory() -> None:
     s = shard(FakeWriteHandler(), cache_size=10)
-    first = await s.process_command("e", command(), [])
+    first = await s.run(CommandRequest("e", command()))
     assert first.revision == 1
     s.passivate(idle_seconds=0, now=10**9)
     assert s.entity_ids() == []
     # FakeJournalStore remembers nothing, so a reloaded entity starts over:
     # the shard must have asked the store again rather than kept a copy.
-    again = await s.process_command("e", command(), [])
+    again = await s.run(CommandRequest("e", command()))
     assert again.revision == 1
 
 
@@ -65,7 +66,7 @@ async def test_a_cancelled_caller_does_not_release_the_entity_early() -> None:
     handler = FakeWriteHandler()
     s = shard(handler, cache_size=1)
     handler.gate = asyncio.Event()
-    caller = asyncio.create_task(s.process_command("held", command(), []))
+    caller = asyncio.create_task(s.run(CommandRequest("held", command())))
     await asyncio.sleep(0.01)
     caller.cancel()
     await asyncio.sleep(0.01)

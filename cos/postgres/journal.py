@@ -1,4 +1,5 @@
-"""The journal in PostgreSQL, through asyncpg. The only journal module that imports asyncpg."""
+"""The journal in PostgreSQL: events, snapshots and recovery reads
+(:class:`cos.journal.store.JournalStore`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from cos.errors import ConflictError, FencedError, JournalUnavailableError
-from cos.journal.database import DatabaseTarget
+from cos.errors import FencedError
 from cos.journal.store import EntityAppend, Recovered, StoredEvent
+from cos.postgres.datastore import PostgresDatastore
 
 # One statement, one round trip. Positions come from the lease row: the UPDATE
 # both checks the epoch (fencing; a stale epoch matches no row, so nothing is
@@ -45,13 +46,6 @@ UPDATE cos_journal SET deleted = true
 WHERE entity_id = $1 AND NOT deleted AND revision < (
     SELECT min(revision) FROM cos_snapshots WHERE entity_id = $1)
 """
-_ACQUIRE = """
-INSERT INTO cos_shard_leases (shard, owner, epoch)
-SELECT shard, $2, 1 FROM unnest($1::int[]) AS shard
-ON CONFLICT (shard) DO UPDATE
-SET owner = EXCLUDED.owner, epoch = cos_shard_leases.epoch + 1, acquired_at = now()
-RETURNING shard, epoch
-"""
 # On a tie the snapshot wins: it holds the same state and, once events are
 # compacted, it is the record that stays.
 _LATEST = """
@@ -67,51 +61,21 @@ SELECT shard, position, entity_id, revision, event_type, created_at, payload
 FROM cos_journal WHERE shard = $1 AND position > $2 ORDER BY position LIMIT $3
 """
 
-_TRANSIENT = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
-
 
 class PostgresJournalStore:
-    """:class:`cos.journal.store.JournalStore` on a PostgreSQL schema migrated by alembic."""
+    """:class:`cos.journal.store.JournalStore` on a schema migrated by alembic."""
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        datastore: PostgresDatastore,
+        *,
         snapshots_to_retain: int = 2,
         logical_deletion: bool = False,
     ) -> None:
-        self._pool = pool
+        self._datastore = datastore
+        self._pool = datastore.pool
         self._retain = snapshots_to_retain
         self._logical_deletion = logical_deletion
-
-    @classmethod
-    async def connect(
-        cls,
-        target: DatabaseTarget,
-        max_size: int = 20,
-        snapshots_to_retain: int = 2,
-        logical_deletion: bool = False,
-    ) -> PostgresJournalStore:
-        """Open a connection pool to ``target``."""
-        try:
-            pool = await asyncpg.create_pool(
-                **target.connect_kwargs(), min_size=1, max_size=max_size, reset=_keep_session
-            )
-        except _TRANSIENT as exc:
-            raise JournalUnavailableError(f"cannot reach the journal database: {exc}") from exc
-        return cls(pool, snapshots_to_retain, logical_deletion)
-
-    @property
-    def pool(self) -> asyncpg.Pool:
-        """The connection pool, shared with the read-side offset store."""
-        return self._pool
-
-    async def acquire_shards(self, shards: Sequence[int], owner: str) -> dict[int, int]:
-        """Take each shard's lease for ``owner`` with a higher epoch than any before."""
-        try:
-            rows = await self._pool.fetch(_ACQUIRE, list(shards), owner)
-        except _TRANSIENT as exc:
-            raise JournalUnavailableError(f"cannot take shard leases: {exc}") from exc
-        return {int(row["shard"]): int(row["epoch"]) for row in rows}
 
     async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> None:
         """Write the whole batch in one transaction, fenced by the shard's epoch."""
@@ -119,7 +83,7 @@ class PostgresJournalStore:
         if count == 0:
             return
         args = (shard, epoch, count, *_columns(batch))
-        try:
+        async with self._datastore.errors(f"journal write to shard {shard}"):
             if any(item.snapshot is not None for item in batch):
                 async with self._pool.acquire() as conn, conn.transaction():
                     last = await conn.fetchval(_APPEND, *args)
@@ -127,10 +91,6 @@ class PostgresJournalStore:
                     await self._write_snapshots(conn, batch)
             else:
                 _check_fence(await self._pool.fetchval(_APPEND, *args), shard, epoch)
-        except asyncpg.UniqueViolationError as exc:
-            raise ConflictError(f"shard {shard}: a revision already exists: {exc}") from exc
-        except _TRANSIENT as exc:
-            raise JournalUnavailableError(f"journal write failed: {exc}") from exc
 
     async def _write_snapshots(
         self, conn: asyncpg.Connection, batch: Sequence[EntityAppend]
@@ -144,59 +104,45 @@ class PostgresJournalStore:
             if self._logical_deletion:
                 await conn.execute(_MARK_DELETED, item.entity_id)
 
-    async def leases(self) -> list[tuple[int, str, int]]:
-        """Every shard lease as (shard, owner, epoch)."""
-        try:
-            rows = await self._pool.fetch("SELECT shard, owner, epoch FROM cos_shard_leases")
-        except _TRANSIENT as exc:
-            raise JournalUnavailableError(f"cannot read shard leases: {exc}") from exc
-        return [(int(r["shard"]), str(r["owner"]), int(r["epoch"])) for r in rows]
-
     async def latest(self, entity_id: str) -> Recovered | None:
         """The newest event or snapshot of the entity: one indexed row, never the history."""
-        try:
+        async with self._datastore.errors(f"cannot read entity {entity_id!r}"):
             row = await self._pool.fetchrow(_LATEST, entity_id)
-        except _TRANSIENT as exc:
-            raise JournalUnavailableError(f"cannot read entity {entity_id!r}: {exc}") from exc
         if row is None:
             return None
         return Recovered(int(row["revision"]), row["kind"], bytes(row["payload"]))
 
     async def read_shard(self, shard: int, after: int, limit: int) -> list[StoredEvent]:
         """Events of ``shard`` after position ``after``, in position order."""
-        try:
+        async with self._datastore.errors(f"cannot read shard {shard}"):
             rows = await self._pool.fetch(_READ_SHARD, shard, after, limit)
-        except _TRANSIENT as exc:
-            raise JournalUnavailableError(f"cannot read shard {shard}: {exc}") from exc
         return [
             StoredEvent(
-                shard=int(row["shard"]),
-                position=int(row["position"]),
-                entity_id=row["entity_id"],
-                revision=int(row["revision"]),
-                event_type=row["event_type"],
-                created_at=row["created_at"],
-                payload=bytes(row["payload"]),
+                shard=int(r["shard"]),
+                position=int(r["position"]),
+                entity_id=str(r["entity_id"]),
+                revision=int(r["revision"]),
+                event_type=str(r["event_type"]),
+                created_at=r["created_at"],
+                payload=bytes(r["payload"]),
             )
-            for row in rows
+            for r in rows
         ]
 
-    async def close(self) -> None:
-        """Close the pool."""
-        await self._pool.close()
+    async def last_positions(self, shards: Sequence[int]) -> dict[int, int]:
+        """The position of the last committed event of each shard (0 for none yet)."""
+        async with self._datastore.errors("cannot read the journal's positions"):
+            rows = await self._pool.fetch(
+                "SELECT shard, last_position FROM cos_shard_leases WHERE shard = ANY($1::int[])",
+                list(shards),
+            )
+        found = {int(r["shard"]): int(r["last_position"]) for r in rows}
+        return {shard: found.get(shard, 0) for shard in shards}
 
 
 def _check_fence(last_position: int | None, shard: int, epoch: int) -> None:
     if last_position is None:
         raise FencedError(f"shard {shard}: lease epoch {epoch} is stale; another host owns it")
-
-
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    # The store sets no session state (no LISTEN, advisory lock, cursor or SET),
-    # so asyncpg's reset query on every release would be a wasted round trip
-    # per command. Only a transaction left open by a cancelled call is undone.
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
 
 
 def _columns(

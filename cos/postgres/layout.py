@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncpg
 
-from cos.journal.database import DatabaseTarget
+from cos.errors import StartupError
+from cos.postgres.database import DatabaseTarget
 
 
-class ShardCountError(RuntimeError):
+class ShardCountError(StartupError):
     """The node's COS_NUM_SHARDS differs from the one the journal was written with."""
 
 

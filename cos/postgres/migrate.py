@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 import migrations
-from cos.journal.database import DatabaseTarget
+from cos.errors import StartupError
+from cos.postgres.database import DatabaseTarget
+
+
+class MigrationError(StartupError):
+    """The schema could not be brought up to date (e.g. no right to create it)."""
 
 
 def _alembic_config(schema: str) -> Config:
@@ -23,7 +28,7 @@ def _alembic_config(schema: str) -> Config:
     return config
 
 
-def _upgrade(connection: Any, config: Config, schema: str) -> None:
+def _upgrade(connection: Connection, config: Config, schema: str) -> None:
     # Nodes booting together would race on CREATE SCHEMA and the version
     # table; a session advisory lock per schema lets exactly one migrate.
     key = {"key": f"cos-migrate:{schema}"}
@@ -50,5 +55,11 @@ async def migrate(target: DatabaseTarget) -> None:
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_upgrade, _alembic_config(target.schema), target.schema)
+    except (DBAPIError, asyncpg.PostgresError) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise MigrationError(
+            f"migrating schema {target.schema!r} (COS_DB_SCHEMA) as {target.user!r} failed: {first}"
+        ) from exc
     finally:
         await engine.dispose()

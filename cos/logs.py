@@ -1,0 +1,159 @@
+"""Log lines in one of Chief of State's three styles, the same in every process.
+
+``LOG_STYLE`` picks the format (Chief of State's names):
+
+- ``STANDARD``: ``2026-11-23T10:00:00.123Z INFO  cos.serve - cos serve ready ...``
+- ``SIMPLE``: ``INFO  cos.serve - cos serve ready ...``
+- ``JSON``: one JSON object per line, with Chief of State's field names
+  (``timestamp``, ``level``, ``logger_name``, ``message``, ``service``, ...).
+
+The driver (``cos serve``) and the Ray actors (shard hosts, coordinator) each call
+:func:`configure_logging` with the same :class:`LogSettings`. Ray forwards an actor's
+output to the driver; :func:`prepare_ray_log_forwarding` makes it print those lines as
+they are, without its ``(Node pid=...)`` prefix and colour codes, so every line on
+the driver's stderr has one format.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+
+class LogStyle(str, enum.Enum):
+    """The ``LOG_STYLE`` values."""
+
+    STANDARD = "STANDARD"
+    SIMPLE = "SIMPLE"
+    JSON = "JSON"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """What every process of the runtime needs to log alike."""
+
+    level: str = "INFO"
+    style: LogStyle = LogStyle.STANDARD
+    service: str = "chiefofstate"
+
+
+def _utc_time(record: logging.LogRecord) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{stamp}.{int(record.msecs):03d}Z"
+
+
+class _UtcFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _utc_time(record)
+
+
+class _JsonLineFormatter(JsonFormatter):
+    """Chief of State's logstash field names; an exception goes in ``stack_trace``."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s %(threadName)s",
+            rename_fields={
+                "levelname": "level",
+                "name": "logger_name",
+                "threadName": "thread_name",
+                "exc_info": "stack_trace",
+            },
+            static_fields={"service": service},
+            timestamp="timestamp",
+        )
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _utc_time(record)
+
+    # dict[str, Any]: python-json-logger's signature.
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        log_data["timestamp"] = self.formatTime(record)
+
+
+def formatter_for(settings: LogSettings) -> logging.Formatter:
+    """The formatter of ``settings.style``."""
+    if settings.style is LogStyle.JSON:
+        return _JsonLineFormatter(settings.service)
+    if settings.style is LogStyle.SIMPLE:
+        return logging.Formatter("%(levelname)-5s %(name)s - %(message)s")
+    return _UtcFormatter("%(asctime)s %(levelname)-5s %(name)s - %(message)s")
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the first of identical warnings through, then holds back the same message
+    for ``window`` seconds; the next one let through says how many were held back.
+
+    Identical means the same logger and the same formatted message: a client that
+    sends the same bad request in a loop cannot flood the log, while different
+    failures still each get their line. Records below WARNING always pass.
+    """
+
+    def __init__(self, window: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._window = window
+        self._clock = clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.getMessage())
+        now = self._clock()
+        since, held = self._seen.get(key, (-self._window, 0))
+        if now - since < self._window:
+            self._seen[key] = (since, held + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if held:
+            record.msg = f"{key[1]} ({held} more like this were held back)"
+            record.args = None
+        if len(self._seen) > 10_000:  # many distinct messages: start afresh
+            self._seen.clear()
+        return True
+
+
+def configure_logging(settings: LogSettings, stream: IO[str] | None = None) -> None:
+    """Send every log record of this process to ``stream`` (stderr) in the chosen style,
+    identical warnings rate-limited (:class:`RepeatFilter`)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter_for(settings))
+    handler.addFilter(RepeatFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.level)
+    # Ray gives its logger a handler of its own at import: its lines get ours instead.
+    ray_logger = logging.getLogger("ray")
+    for old in list(ray_logger.handlers):
+        ray_logger.removeHandler(old)
+    ray_logger.propagate = True
+    # Ray's own INFO lines ("Started a local Ray instance.") tell an operator nothing.
+    ray_logger.setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
+    logging.captureWarnings(True)
+    # Chatty at INFO without saying anything an operator acts on.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+def prepare_ray_log_forwarding() -> None:
+    """Make the driver print what Ray forwards from the actors line for line.
+
+    Ray reads these when it is imported, so this runs before the first ``import ray``
+    of the driver. Each variable is left alone if the operator set it.
+    """
+    os.environ.setdefault("RAY_DISABLE_WORKER_LOG_PREFIX", "1")  # no "(Node pid=..)"
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # no "[repeated 2x across cluster]"
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")

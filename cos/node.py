@@ -1,0 +1,315 @@
+"""A node of the runtime, assembled: the one place that builds the parts and hands each
+only what it uses.
+
+``Node`` is what ``cos.deploy`` runs as the Ray actor of a node. When it starts,
+inside the actor's event loop, it opens the PostgreSQL stores, builds the shard host (the
+shards and the routing), the read-side runners, the interceptor chain around the host,
+the servicers and the gRPC server. The coordinator calls it through
+:class:`cos.sharding.handles.HostHandle`; it passes those calls to its host.
+
+    gRPC ──> servicers ──> interceptors ──> ShardHost ──> Shard ──> write handler
+                                               │            └──> GroupCommitWriter ──> journal
+                                               └──> PeerClients (the owner's gRPC port)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from chief_of_state.v1 import service_pb2_grpc
+from cos.breaker import BreakerSettings
+from cos.errors import PortInUseError
+from cos.logs import configure_logging
+from cos.postgres import (
+    ControlListener,
+    DatabaseTarget,
+    PoolLimits,
+    PostgresDatastore,
+    PostgresJournalStore,
+    PostgresLeaseStore,
+    PostgresOffsetStore,
+)
+from cos.readside.client import ReadCalls
+from cos.readside.hosting import ReadSideHosting
+from cos.readside.manager import ReadSideManager
+from cos.readside.runner import RunnerTiming
+from cos.service.cluster import ClusterServicer
+from cos.service.command import ChiefOfStateServicer
+from cos.service.decoding import RefuseUndecodable
+from cos.service.manager import ReadSideManagerServicer
+from cos.service.manager import add_to_server as add_manager_to_server
+from cos.service.operator_auth import OperatorAccess, OperatorGate
+from cos.service.readside_status import ReadSideStatusServicer
+from cos.settings import CosSettings
+from cos.sharding.commands import Interceptor, chain
+from cos.sharding.forward import PeerClients
+from cos.sharding.handles import CoordinatorHandle, Routes
+from cos.sharding.host import ShardHost
+from cos.sharding.report import ShardInfo
+from cos.tls import TlsFiles, server_credentials
+from cos.transport import message_limits
+from cos.v1 import cluster_pb2_grpc, readside_pb2_grpc
+from cos.writeside.client import WriteHandlerClient
+
+log = logging.getLogger(__name__)
+
+_LIFELINE_CHECK = 0.1  # seconds between checks that the raylet and the driver live
+
+
+@dataclass
+class _Parts:
+    """What a started node holds, to stop it in order."""
+
+    datastore: PostgresDatastore
+    host: ShardHost
+    read_sides: ReadSideHosting
+    handler: WriteHandlerClient
+    peers: PeerClients
+    server: grpc.aio.Server
+    control: ControlListener | None = None
+
+    async def close_connections(self) -> None:
+        """Everything but the server: runners, listener, channels, pool."""
+        await self.host.close()
+        await self.read_sides.stop()
+        if self.control is not None:
+            await self.control.close()
+        await self.peers.close()
+        await self.handler.close()
+        await self.datastore.close()
+
+
+class Node:
+    """One node: its shard host, read sides and gRPC server on ``COS_PORT``."""
+
+    def __init__(
+        self,
+        settings: CosSettings,
+        target: DatabaseTarget,
+        host_id: str,
+        port: int | None = None,
+        advertise: str | None = None,
+        interceptors: Sequence[Interceptor] = (),
+        driver_pid: int | None = None,
+    ) -> None:
+        self.host_id = host_id
+        self._driver_pid = driver_pid
+        self._watchdog: asyncio.Task[None] | None = None
+        self._settings = settings
+        self._target = target
+        self._port = settings.port if port is None else port
+        self._advertise = advertise or f"127.0.0.1:{self._port}"
+        self._interceptors = tuple(interceptors)
+        self._parts: _Parts | None = None
+
+    async def start(self) -> str:
+        """Connect to the journal, build every part and start serving; returns the bound
+        address. Raises :class:`PortInUseError` when the port is taken."""
+        settings, db = self._settings, self._settings.db
+        configure_logging(settings.logging)
+        limits = PoolLimits(
+            max_size=db.pool_max_size,
+            min_size=db.pool_min_idle_connections,
+            idle_timeout=db.pool_idle_timeout_ms / 1000,
+            max_lifetime=db.pool_max_lifetime_ms / 1000,
+        )
+        datastore = await PostgresDatastore.open(self._target, limits)
+        journal = PostgresJournalStore(
+            datastore,
+            snapshots_to_retain=settings.num_snapshots_to_retain,
+            logical_deletion=settings.journal_logical_deletion,
+        )
+        offsets = PostgresOffsetStore(datastore)
+        read_sides = ReadSideHosting(
+            settings.read_sides,
+            journal,
+            offsets,
+            RunnerTiming(
+                backoff_min=settings.read_side_retry_min_seconds,
+                backoff_max=settings.read_side_retry_max_seconds,
+            ),
+            ReadCalls(
+                settings.grpc_calls_timeout,
+                settings.channels,
+                BreakerSettings(
+                    settings.read_side_breaker_enabled,
+                    settings.read_side_breaker_max_failures,
+                    settings.read_side_breaker_call_timeout,
+                    settings.read_side_breaker_reset_timeout,
+                ),
+            ),
+        )
+        handler = WriteHandlerClient(settings)
+        peers = PeerClients(settings.channels, settings.tls)
+        host = ShardHost(
+            host_id=self.host_id,
+            settings=settings,
+            journal=journal,
+            leases=PostgresLeaseStore(datastore),
+            handler=handler,
+            peers=peers,
+            events=read_sides,
+        )
+        server = self._server(host, read_sides, offsets, journal)
+        self._parts = _Parts(datastore, host, read_sides, handler, peers, server)
+        address = f"{settings.address}:{self._port}"
+        if not _bind(server, address, settings.tls):
+            parts, self._parts = self._parts, None
+            await parts.close_connections()
+            raise PortInUseError.at(settings.address, self._port)
+        if read_sides.active:
+            self._parts.control = ControlListener(self._target, read_sides.poke)
+            await self._parts.control.start()
+        await server.start()
+        host.start()
+        self._watchdog = asyncio.create_task(self._watch_lifelines(server))
+        tls = _tls_words(settings)
+        log.info("shard host %s: gRPC server started on %s%s", self.host_id, address, tls)
+        return address
+
+    async def _watch_lifelines(self, server: grpc.aio.Server) -> None:
+        """Stop serving at once when this node's raylet or its ``cos serve`` is gone.
+
+        Left alone, the actor's process outlives a killed raylet by seconds and goes on
+        acknowledging commands, and a detached actor outlives its driver for good. The
+        raylet is this process's parent; the driver runs on the same machine.
+        """
+        parent = os.getppid()
+        while True:
+            await asyncio.sleep(_LIFELINE_CHECK)
+            if os.getppid() != parent:
+                gone = "its Ray node (the raylet) is gone"
+            elif self._driver_pid is not None and not _running(self._driver_pid):
+                gone = f"its cos serve (pid {self._driver_pid}) is gone"
+            else:
+                continue
+            log.error("shard host %s: %s; it stops serving now", self.host_id, gone)
+            await server.stop(0)
+            os._exit(1)
+
+    def _server(
+        self,
+        host: ShardHost,
+        read_sides: ReadSideHosting,
+        offsets: PostgresOffsetStore,
+        journal: PostgresJournalStore,
+    ) -> grpc.aio.Server:
+        settings = self._settings
+        manager = ReadSideManager(
+            [r.read_side_id for r in settings.read_sides],
+            settings.num_shards,
+            offsets,
+            read_sides,
+            journal,
+        )
+        # so_reuseport off: a second server on the same port must fail, not share it.
+        options = [("grpc.so_reuseport", 0), *message_limits(settings.max_message_bytes)]
+        access = OperatorAccess(
+            token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+            client_names=settings.admin_client_names,
+            open=settings.admin_api_open,
+        )
+        server = grpc.aio.server(
+            options=options, interceptors=[RefuseUndecodable(), OperatorGate(access)]
+        )
+        service_pb2_grpc.add_ChiefOfStateServiceServicer_to_server(
+            ChiefOfStateServicer(chain(host, self._interceptors)), server
+        )
+        add_manager_to_server(ReadSideManagerServicer(manager), server)
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(host), server)
+        readside_pb2_grpc.add_ReadSideStatusServiceServicer_to_server(
+            ReadSideStatusServicer(manager), server
+        )
+        return server
+
+    @property
+    def _host(self) -> ShardHost:
+        if self._parts is None:
+            raise RuntimeError(f"node {self.host_id} is not started")
+        return self._parts.host
+
+    # -- the coordinator's HostHandle, passed on to the host ------------------------
+
+    async def attach(self, coordinator: CoordinatorHandle) -> None:
+        """Remember the coordinator."""
+        await self._host.attach(coordinator)
+
+    async def assign(self, shards: Sequence[int]) -> dict[int, int]:
+        """Serve ``shards`` (taking their leases); returns each one's epoch."""
+        return await self._host.assign(shards)
+
+    async def release(self, shards: Sequence[int]) -> None:
+        """Hand ``shards`` over once their in-flight commands are done."""
+        await self._host.release(shards)
+
+    async def set_routes(self, routes: Routes) -> None:
+        """The whole route table."""
+        await self._host.set_routes(routes)
+
+    async def shards(self) -> list[ShardInfo]:
+        """The shards this node serves."""
+        return await self._host.shards()
+
+    async def address(self) -> str:
+        """Where other nodes reach this node's gRPC server."""
+        return self._advertise
+
+    async def ping(self) -> str:
+        """Liveness probe for the driver and the coordinator."""
+        return self.host_id
+
+    # -- for operators and tests -----------------------------------------------------
+
+    async def pid(self) -> int:
+        """The process id (tests pause it to simulate a partition)."""
+        return os.getpid()
+
+    async def stats(self) -> dict[str, int]:
+        """Counters: fenced writes, shards served."""
+        host = self._host
+        return {"fenced_writes": host.fenced_writes, "shards": len(await host.shards())}
+
+    async def stop(self) -> None:
+        """Stop accepting calls, let in-flight ones finish, then release connections."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        parts, self._parts = self._parts, None
+        if parts is None:
+            return
+        await parts.server.stop(self._settings.shutdown_grace_seconds)
+        await parts.close_connections()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
+
+
+def _tls_words(settings: CosSettings) -> str:
+    tls = settings.tls
+    if tls is None:
+        return ""
+    return " (mutual TLS)" if tls.mutual else " (TLS)"
+
+
+def _bind(server: grpc.aio.Server, address: str, tls: TlsFiles | None) -> bool:
+    try:
+        if tls is None:
+            bound: int = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, server_credentials(tls))
+    except RuntimeError:  # grpcio >= 1.60 raises where older ones returned 0
+        return False
+    return bound != 0

@@ -1,0 +1,34 @@
+"""PostgreSQL, the one backend: where the database is, the embedded server, migrations,
+the pool (:class:`PostgresDatastore`) and the stores that implement the ports of the
+domain packages (``JournalStore``, ``LeaseStore``, ``OffsetStore``).
+
+Only this package imports asyncpg. Import from here, not from its modules.
+"""
+
+from cos.postgres.control import ControlListener
+from cos.postgres.database import DatabaseTarget, resolve_target, wait_for_database
+from cos.postgres.datastore import PoolLimits, PostgresDatastore
+from cos.postgres.embedded import EmbeddedPostgres
+from cos.postgres.journal import PostgresJournalStore
+from cos.postgres.layout import ShardCountError, pin_shard_count
+from cos.postgres.leases import PostgresLeaseStore, read_leases
+from cos.postgres.migrate import MigrationError, migrate
+from cos.postgres.offsets import PostgresOffsetStore
+
+__all__ = [
+    "ControlListener",
+    "DatabaseTarget",
+    "EmbeddedPostgres",
+    "MigrationError",
+    "PoolLimits",
+    "PostgresDatastore",
+    "PostgresJournalStore",
+    "PostgresLeaseStore",
+    "PostgresOffsetStore",
+    "ShardCountError",
+    "migrate",
+    "pin_shard_count",
+    "read_leases",
+    "resolve_target",
+    "wait_for_database",
+]

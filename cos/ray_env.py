@@ -1,0 +1,38 @@
+"""What Ray reads from the environment when it is imported, set by ``cos serve`` first.
+
+- Log lines: the driver prints what the actors log as it is (:mod:`cos.logs`).
+- Listening sockets: a ``cos serve`` that starts its own Ray is a single node, so every
+  Ray process (GCS, raylet, workers) listens on the loopback address only. Ray turns a
+  node IP of ``127.0.0.1`` into the machine's interface address, and binds every
+  interface, unless it is told it runs on one machine (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``).
+- Token authentication: on, always for a Ray that ``cos serve`` starts (Ray keeps the
+  token in ``~/.ray/auth_token``), and with ``COS_RAY_AUTH_TOKEN_FILE`` or
+  ``COS_RAY_AUTH_TOKEN`` when joining a cluster (``ray start`` turns it on by default).
+  The file form puts only a path in the environment of every Ray process.
+
+A variable the operator set already is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cos.logs import prepare_ray_log_forwarding
+from cos.settings import CosSettings
+
+
+def prepare_ray(settings: CosSettings, *, local: bool) -> None:
+    """Set Ray's environment for a driver that starts its own Ray (``local``) or joins
+    a cluster. Call it before the first ``import ray``."""
+    prepare_ray_log_forwarding()
+    if local:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if settings.ray_auth_token_file is not None:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        os.environ.setdefault("RAY_AUTH_TOKEN_PATH", settings.ray_auth_token_file)
+    elif settings.ray_auth_token is not None:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        os.environ.setdefault("RAY_AUTH_TOKEN", settings.ray_auth_token.get_secret_value())
+    elif local:
+        # Ray would turn it on as well, with a warning; asked for, it says nothing.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")

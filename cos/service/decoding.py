@@ -1,0 +1,71 @@
+"""Requests whose body does not decode are refused with INVALID_ARGUMENT and one log line.
+
+gRPC decodes a request before any servicer runs. Left alone, an undecodable body ends
+as ``UNKNOWN`` with a full traceback in the log, so anyone can fill the log by sending
+garbage. This interceptor gives every unary method a deserializer that cannot raise; the
+method then answers ``INVALID_ARGUMENT`` naming the message type, without running.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+Reply = TypeVar("Reply")
+
+
+class _Undecodable:
+    """What the deserializer returns instead of raising."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+class _SafeDeserializer(Generic[Request]):
+    def __init__(self, deserialize: Callable[[bytes], Request]) -> None:
+        self._deserialize = deserialize
+
+    def __call__(self, data: bytes) -> Request | _Undecodable:
+        try:
+            return self._deserialize(data)
+        except Exception as exc:  # protobuf raises DecodeError, or ValueError on bad UTF-8
+            return _Undecodable(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+class RefuseUndecodable(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps every unary-unary method so an undecodable body is INVALID_ARGUMENT."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            _refusing(details.method, handler.unary_unary),
+            request_deserializer=_SafeDeserializer(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _refusing(
+    method: str, behaviour: Callable[[object, grpc.aio.ServicerContext], Awaitable[object]]
+) -> Callable[[object, grpc.aio.ServicerContext], Awaitable[object]]:
+    async def unary_unary(request: object, context: grpc.aio.ServicerContext) -> object:
+        if isinstance(request, _Undecodable):
+            log.warning("%s: refused a request whose body does not decode", method)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request body is not a valid request of {method}: {request.problem}",
+            )
+        return await behaviour(request, context)
+
+    return unary_unary

@@ -1,0 +1,36 @@
+"""``cos.v1.ReadSideStatusService``: what ``cos-cli readside status`` calls."""
+
+from __future__ import annotations
+
+import grpc
+
+from cos.readside.manager import ReadSideManager
+from cos.service.status import answer
+from cos.v1 import readside_pb2, readside_pb2_grpc
+
+
+class ReadSideStatusServicer(readside_pb2_grpc.ReadSideStatusServiceServicer):
+    """Offsets against the journal, pauses and stops, shard by shard."""
+
+    def __init__(self, manager: ReadSideManager) -> None:
+        self._manager = manager
+
+    async def GetReadSideStatus(
+        self, request: readside_pb2.GetReadSideStatusRequest, context: grpc.aio.ServicerContext
+    ) -> readside_pb2.GetReadSideStatusResponse:
+        shard = request.cluster_shard_number if request.HasField("cluster_shard_number") else None
+        rows = await answer(
+            context, self._manager.status(request.read_side_id, shard), "GetReadSideStatus"
+        )
+        return readside_pb2.GetReadSideStatusResponse(
+            shards=[
+                readside_pb2.ReadSideShardStatus(
+                    cluster_shard_number=row.offset.shard,
+                    offset=row.offset.position,
+                    journal_position=row.journal_position,
+                    paused=row.offset.paused,
+                    stopped_reason=row.offset.stopped_reason or "",
+                )
+                for row in rows
+            ]
+        )

@@ -1,0 +1,86 @@
+"""Log lines in Chief of State's three styles."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from cos.logs import LogSettings, LogStyle, RepeatFilter, configure_logging
+
+
+@pytest.fixture(autouse=True)
+def _restore_root() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.captureWarnings(False)
+
+
+def emit(style: LogStyle) -> list[str]:
+    stream = io.StringIO()
+    configure_logging(LogSettings("INFO", style, "accounts"), stream)
+    logging.getLogger("cos.test").info("ready on %s", "127.0.0.1:9000")
+    logging.getLogger("cos.test").debug("not at INFO")
+    try:
+        raise ValueError("broken")
+    except ValueError:
+        logging.getLogger("cos.test").exception("it failed")
+    return stream.getvalue().splitlines()
+
+
+def test_json_is_one_object_per_line_with_chief_of_states_fields() -> None:
+    lines = emit(LogStyle.JSON)
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert first["message"] == "ready on 127.0.0.1:9000"
+    assert (first["level"], first["logger_name"], first["service"]) == (
+        "INFO",
+        "cos.test",
+        "accounts",
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["timestamp"])
+    assert second["level"] == "ERROR"
+    assert "ValueError: broken" in second["stack_trace"]
+
+
+def test_standard_and_simple_are_plain_lines_without_colour() -> None:
+    standard = emit(LogStyle.STANDARD)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO  cos\.test - ready on 127\.0\.0\.1:9000",
+        standard[0],
+    )
+    assert emit(LogStyle.SIMPLE)[0] == "INFO  cos.test - ready on 127.0.0.1:9000"
+    assert not any("\x1b[" in line for line in standard)
+
+
+def test_identical_warnings_are_held_back_then_counted() -> None:
+    now = [0.0]
+    repeat = RepeatFilter(window=10.0, clock=lambda: now[0])
+
+    def warn(message: str, *args: object) -> bool:
+        record = logging.LogRecord("cos.x", logging.WARNING, __file__, 1, message, args, None)
+        passed = repeat.filter(record)
+        if passed:
+            let_through.append(record.getMessage())
+        return passed
+
+    let_through: list[str] = []
+    assert warn("bad body from %s", "h:1")
+    assert not any(warn("bad body from %s", "h:1") for _ in range(500))
+    assert warn("bad body from %s", "h:2")  # another message passes
+    now[0] = 10.5
+    assert warn("bad body from %s", "h:1")
+    assert let_through == [
+        "bad body from h:1",
+        "bad body from h:2",
+        "bad body from h:1 (500 more like this were held back)",
+    ]
+    info = logging.LogRecord("cos.x", logging.INFO, __file__, 1, "same", None, None)
+    assert all(repeat.filter(info) for _ in range(3))  # only warnings and worse are held
