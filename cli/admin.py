@@ -23,6 +23,7 @@ from chief_of_state.v1 import manager_pb2, manager_pb2_grpc
 from cli.cluster_format import from_response, shards_table
 from cli.readside_format import action_message, error_message, offsets_table, status_table
 from cos.service.operator_auth import LOCAL_TOKEN_FILE
+from cos.tls import PEM_CERTIFICATE, TlsFileError, read_pem
 from cos.v1 import cluster_pb2, cluster_pb2_grpc, readside_pb2, readside_pb2_grpc
 
 
@@ -37,18 +38,17 @@ class _Tls:
     server_name: str | None = None
 
     def channel(self, target: str) -> grpc.Channel:
-        def pem(path: str | None) -> bytes | None:
-            if path is None:
-                return None
-            try:
-                return Path(path).read_bytes()
-            except OSError as exc:
-                typer.echo(error_message("TLS", f"cannot read {path}: {exc.strerror}"), err=True)
-                raise typer.Exit(code=2) from None
-
-        credentials = grpc.ssl_channel_credentials(
-            pem(self.ca_file), pem(self.key_file), pem(self.cert_file)
-        )
+        try:
+            credentials = grpc.ssl_channel_credentials(
+                read_pem(self.ca_file, "CA file", PEM_CERTIFICATE) if self.ca_file else None,
+                read_pem(self.key_file, "key file") if self.key_file else None,
+                read_pem(self.cert_file, "certificate file", PEM_CERTIFICATE)
+                if self.cert_file
+                else None,
+            )
+        except TlsFileError as exc:
+            typer.echo(error_message("TLS", str(exc)), err=True)
+            raise typer.Exit(code=2) from None
         options = [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
         return grpc.secure_channel(target, credentials, options=options)
 
