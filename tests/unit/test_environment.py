@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +78,19 @@ def test_read_sides_enabled_without_any_or_configured_but_disabled_are_warned(
     assert environment_warnings(load_settings(), environ) == [
         "read sides are configured but COS_READ_SIDE_ENABLED is not true: none runs"
     ]
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "false"), ("true", "true")])
+def test_importing_cos_turns_grpc_fork_support_off_unless_the_operator_set_it(
+    given: str | None, seen: str
+) -> None:
+    # On, gRPC restarts its threads in the forked child of a Popen with a preexec_fn (how
+    # Ray starts raylets); a crash there killed a joining node's raylet 3 s after it started.
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
+    if given is not None:
+        env["GRPC_ENABLE_FORK_SUPPORT"] = given
+    code = "import os, cos, grpc; print(os.environ['GRPC_ENABLE_FORK_SUPPORT'])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == seen
