@@ -50,7 +50,7 @@ def run(settings: CosSettings, ray_address: str | None) -> int:
         ray.init(
             address=ray_address or "local",
             _node_ip_address=None if ray_address else "127.0.0.1",
-            _system_config=None if ray_address else FAST_NODE_FAILURE,
+            _system_config=None if ray_address else _system_config(settings),
             # Picks this machine's node when several run on it (default: the head).
             _temp_dir=settings.ray_temp_dir if ray_address else None,
             namespace=NAMESPACE,
@@ -84,6 +84,14 @@ async def _prepare_journal(target: DatabaseTarget, settings: CosSettings) -> Non
     await migrate(target)
     log.info("schema %r migrated", target.schema)
     await pin_shard_count(target, settings.num_shards)
+
+
+def _system_config(settings: CosSettings) -> dict[str, int]:
+    """Ray's system config for the Ray ``cos serve`` starts itself."""
+    return {
+        **FAST_NODE_FAILURE,
+        "gcs_rpc_server_reconnect_timeout_s": settings.ray_gcs_reconnect_timeout_seconds,
+    }
 
 
 def _with_local_operator_token(settings: CosSettings) -> CosSettings:

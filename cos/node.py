@@ -51,6 +51,8 @@ from cos.sharding.commands import Interceptor, chain
 from cos.sharding.forward import PeerClients
 from cos.sharding.handles import CoordinatorHandle, Routes
 from cos.sharding.host import ShardHost
+from cos.sharding.keeper import LeaseKeeper
+from cos.sharding.names import host_prefix
 from cos.sharding.report import ShardInfo
 from cos.tls import TlsFiles, server_credentials
 from cos.transport import message_limits
@@ -73,9 +75,12 @@ class _Parts:
     peers: PeerClients
     server: grpc.aio.Server
     control: ControlListener | None = None
+    keeper: LeaseKeeper | None = None
 
     async def close_connections(self) -> None:
-        """Everything but the server: runners, listener, channels, pool."""
+        """Everything but the server: heartbeat, runners, listener, channels, pool."""
+        if self.keeper is not None:
+            await self.keeper.stop()
         await self.host.close()
         await self.read_sides.stop()
         if self.control is not None:
@@ -147,11 +152,12 @@ class Node:
         )
         handler = WriteHandlerClient(settings)
         peers = PeerClients(settings.channels, settings.tls)
+        leases = PostgresLeaseStore(datastore)
         host = ShardHost(
             host_id=self.host_id,
             settings=settings,
             journal=journal,
-            leases=PostgresLeaseStore(datastore),
+            leases=leases,
             handler=handler,
             peers=peers,
             events=read_sides,
@@ -168,6 +174,15 @@ class Node:
             await self._parts.control.start()
         await server.start()
         host.start()
+        self._parts.keeper = LeaseKeeper(
+            host,
+            leases,
+            address=self._advertise,
+            prefix=host_prefix(settings.cluster_name),
+            num_shards=settings.num_shards,
+            failure_timeout=settings.host_failure_timeout_seconds,
+        )
+        self._parts.keeper.start()
         self._watchdog = asyncio.create_task(self._watch_lifelines(server))
         tls = _tls_words(settings)
         log.info("shard host %s: gRPC server started on %s%s", self.host_id, address, tls)

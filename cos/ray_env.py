@@ -10,6 +10,11 @@
   ``COS_RAY_AUTH_TOKEN`` when joining a cluster (``ray start`` turns it on by default).
   The file form puts only a path in the environment of every Ray process.
 
+- Head loss: Ray's processes exit when Ray's head (its GCS) has been unreachable for
+  ``COS_RAY_GCS_RECONNECT_TIMEOUT_SECONDS``; the driver, ``cos serve``, is told here (the
+  raylet and workers of a ``ray start`` node read it from the head's system config or their
+  own ``RAY_gcs_rpc_server_reconnect_timeout_s``).
+
 A variable the operator set already is left alone.
 """
 
@@ -25,6 +30,9 @@ def prepare_ray(settings: CosSettings, *, local: bool) -> None:
     """Set Ray's environment for a driver that starts its own Ray (``local``) or joins
     a cluster. Call it before the first ``import ray``."""
     prepare_ray_log_forwarding()
+    os.environ.setdefault(
+        "RAY_gcs_rpc_server_reconnect_timeout_s", str(settings.ray_gcs_reconnect_timeout_seconds)
+    )
     if local:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if settings.ray_auth_token_file is not None:

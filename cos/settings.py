@@ -261,6 +261,11 @@ class CosSettings(BaseSettings):
         None,
         description="--temp-dir of the Ray node to join, when several share one machine",
     )
+    ray_gcs_reconnect_timeout_seconds: int = Field(
+        60,
+        gt=0,
+        description="how long Ray processes outlive a lost Ray head (its GCS) before exiting",
+    )
     deployment_mode: DeploymentMode = Field(
         DeploymentMode.DOCKER,
         description="docker or kubernetes (kubernetes: POD_IP is advertised)",

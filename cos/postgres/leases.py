@@ -3,11 +3,11 @@ whose epoch every journal append checks."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from cos.postgres.database import DatabaseTarget
 from cos.postgres.datastore import PoolLimits, PostgresDatastore
-from cos.sharding.leases import Lease
+from cos.sharding.leases import Lease, Standing
 
 # An upsert that bumps the epoch. It waits for an in-flight append of the old owner
 # (which holds the row lock until it commits), so the fence is exact.
@@ -17,6 +17,25 @@ SELECT shard, $2, 1 FROM unnest($1::int[]) AS shard
 ON CONFLICT (shard) DO UPDATE
 SET owner = EXCLUDED.owner, epoch = cos_shard_leases.epoch + 1, acquired_at = now()
 RETURNING shard, epoch
+"""
+
+# Taken only from the epoch that was read: a shard someone else took since is left alone.
+_TAKE_OVER = """
+UPDATE cos_shard_leases AS l
+SET owner = $3, epoch = l.epoch + 1, acquired_at = now()
+FROM unnest($1::int[], $2::bigint[]) AS t(shard, epoch)
+WHERE l.shard = t.shard AND l.epoch = t.epoch
+RETURNING l.shard, l.epoch
+"""
+
+_HEARTBEAT = """
+INSERT INTO cos_hosts (host_id, address) VALUES ($1, $2)
+ON CONFLICT (host_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now()
+"""
+
+_LIVE = """
+SELECT host_id, address FROM cos_hosts
+WHERE starts_with(host_id, $1) AND heartbeat_at > now() - make_interval(secs => $2)
 """
 
 
@@ -39,6 +58,39 @@ class PostgresLeaseStore:
                 "SELECT shard, owner, epoch FROM cos_shard_leases"
             )
         return [Lease(int(r["shard"]), str(r["owner"]), int(r["epoch"])) for r in rows]
+
+    async def heartbeat(self, host_id: str, address: str) -> None:
+        """Renew the host's heartbeat."""
+        async with self._datastore.errors("cannot renew the host's heartbeat"):
+            await self._datastore.pool.execute(_HEARTBEAT, host_id, address)
+
+    async def forget_host(self, host_id: str) -> None:
+        """Drop the host's heartbeat."""
+        async with self._datastore.errors("cannot drop the host's heartbeat"):
+            await self._datastore.pool.execute("DELETE FROM cos_hosts WHERE host_id = $1", host_id)
+
+    async def standing(self, host_prefix: str, timeout: float) -> Standing:
+        """The live hosts of a runtime and every shard lease, read in one transaction."""
+        async with (
+            self._datastore.errors("cannot read host heartbeats"),
+            self._datastore.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            live = await conn.fetch(_LIVE, host_prefix, timeout)
+            leases = await conn.fetch("SELECT shard, owner, epoch FROM cos_shard_leases")
+        return Standing(
+            {str(r["host_id"]): str(r["address"]) for r in live},
+            [Lease(int(r["shard"]), str(r["owner"]), int(r["epoch"])) for r in leases],
+        )
+
+    async def take_over(self, expected: Mapping[int, int], owner: str) -> dict[int, int]:
+        """Take the leases that still have the epochs read."""
+        shards = sorted(expected)
+        async with self._datastore.errors("cannot take shard leases over"):
+            rows = await self._datastore.pool.fetch(
+                _TAKE_OVER, shards, [expected[s] for s in shards], owner
+            )
+        return {int(row["shard"]): int(row["epoch"]) for row in rows}
 
 
 async def read_leases(target: DatabaseTarget) -> list[Lease]:

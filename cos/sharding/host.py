@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _RETRY_PAUSE = 0.05
 _COORDINATOR_TIMEOUT = 30.0
+_ROUTES_TIMEOUT = 1.0
 
 Request = CommandRequest | StateRequest
 
@@ -92,6 +93,8 @@ class ShardHost:
         self._routes_read = 0.0
         self._sweeper: asyncio.Task[None] | None = None
         self.fenced_writes = 0
+        # Set by the LeaseKeeper while the coordinator does not answer.
+        self.coordinator_silent = False
 
     def start(self) -> None:
         """Start the sweep that drops idle entities from memory."""
@@ -107,6 +110,18 @@ class ShardHost:
         """Take the leases of ``shards`` (a higher epoch each) and start serving them."""
         new = [s for s in shards if s not in self._shards]
         epochs = await self._leases.acquire_shards(new, self.host_id) if new else {}
+        await self._serve(epochs)
+        return {s: self._shards[s].epoch for s in shards}
+
+    async def take_over(self, expected: Mapping[int, int]) -> list[int]:
+        """Take the leases of a lost host's shards, each only if it still has the epoch
+        read (no one took it since), and serve them; returns the shards taken."""
+        wanted = {s: epoch for s, epoch in expected.items() if s not in self._shards}
+        epochs = await self._leases.take_over(wanted, self.host_id) if wanted else {}
+        await self._serve(epochs)
+        return sorted(epochs)
+
+    async def _serve(self, epochs: Mapping[int, int]) -> None:
         # COS_ENTITY_CACHE_SIZE is the node's: each shard gets its part.
         per_shard = max(1, self._settings.entity_cache_size // self._settings.num_shards)
         started = []
@@ -116,7 +131,6 @@ class ShardHost:
             started.append(shard)
         if self._events is not None and started:
             await self._events.shards_started(started)
-        return {s: self._shards[s].epoch for s in shards}
 
     async def release(self, shards: Sequence[int]) -> None:
         """Hand shards over: refuse new commands, let in-flight ones finish, stop runners."""
@@ -128,6 +142,11 @@ class ShardHost:
                 log.warning("shard %s handed over with commands still in flight", shard.number)
         if self._events is not None and leaving:
             await self._events.shards_stopped([s.number for s in leaving])
+
+    @property
+    def coordinator(self) -> CoordinatorHandle | None:
+        """The coordinator this host was attached to (None before it registered)."""
+        return self._coordinator
 
     async def set_routes(self, routes: Routes) -> None:
         """The coordinator's shard -> (host id, address) table."""
@@ -188,8 +207,12 @@ class ShardHost:
     async def _refresh_routes(self) -> None:
         if self._coordinator is None or time.monotonic() - self._routes_read < _RETRY_PAUSE:
             return
+        if self.coordinator_silent:
+            return  # routes come from the leases (cos.sharding.keeper) until it answers
         with contextlib.suppress(Exception):  # the coordinator may be moving too
-            await self.set_routes(await self._coordinator.routes())
+            # Bounded: a coordinator lost with Ray's head may never answer.
+            routes = await asyncio.wait_for(self._coordinator.routes(), _ROUTES_TIMEOUT)
+            await self.set_routes(routes)
 
     def _hop_timeout(self, deadline: float | None) -> float:
         # The owner may queue the command behind others of its entity, then run its

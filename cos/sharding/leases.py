@@ -8,7 +8,7 @@ in the same database: the epoch check and the write are one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +22,15 @@ class Lease:
     epoch: int
 
 
+@dataclass(frozen=True)
+class Standing:
+    """What the database says of a runtime's hosts: who renewed its heartbeat within the
+    failure timeout (host id -> address), and every shard lease."""
+
+    live: Mapping[str, str]
+    leases: Sequence[Lease]
+
+
 class LeaseStore(Protocol):
     """Durable shard leases."""
 
@@ -31,4 +40,22 @@ class LeaseStore(Protocol):
 
     async def leases(self) -> list[Lease]:
         """Every shard lease."""
+        ...
+
+    async def heartbeat(self, host_id: str, address: str) -> None:
+        """Renew the host's heartbeat (the database's clock)."""
+        ...
+
+    async def forget_host(self, host_id: str) -> None:
+        """Drop the host's heartbeat: it has stopped."""
+        ...
+
+    async def standing(self, host_prefix: str, timeout: float) -> Standing:
+        """The hosts whose name starts with ``host_prefix`` and whose heartbeat is at most
+        ``timeout`` seconds old, and every shard lease."""
+        ...
+
+    async def take_over(self, expected: Mapping[int, int], owner: str) -> dict[int, int]:
+        """Take each shard's lease for ``owner`` if it still has the epoch ``expected``
+        (nobody took it since it was read); returns the new epoch of each one taken."""
         ...

@@ -1,0 +1,215 @@
+"""Losing Ray's head node: only the database may be a single point of failure.
+
+Real ``ray start`` nodes, one ``cos serve`` each, with Ray's GCS fault tolerance on the
+local Redis (``RAY_REDIS_ADDRESS`` on the head). Every process of the head node, its
+``cos serve`` too, is SIGKILLed under load. The coordinator lived there (beside the first
+``cos serve``), so the surviving node must take the head's shards over by their leases in
+PostgreSQL, then hand some back to the coordinator once a head returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from cos.postgres import DatabaseTarget
+from tests.cluster.checks import Load, assert_journal_consistent, journal_revisions, wait_for
+from tests.cluster.serving import RAY_ENV, NodeServe, RayNode
+from tests.integration.commands import request
+from tests.support import db_env, free_port, serve_env
+
+REDIS = ("127.0.0.1", "6379")
+FAILURE_TIMEOUT = 3.0
+# How long the worker node's Ray processes outlive the head (Ray's default is 60 s).
+RECONNECT_TIMEOUT = 15
+
+
+def _redis(*args: str) -> str:
+    found = subprocess.run(
+        ["redis-cli", "-h", REDIS[0], "-p", REDIS[1], *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return found.stdout
+
+
+@pytest.fixture
+def redis_namespace() -> Iterator[str]:
+    """Ray's keys of this test in Redis, dropped afterwards."""
+    assert _redis("PING").strip() == "PONG"
+    namespace = f"costest{uuid.uuid4().hex[:10]}"
+    yield namespace
+    for key in _redis("--scan", "--pattern", f"*{namespace}*").split():
+        _redis("DEL", key)
+
+
+@dataclass
+class HeadCluster:
+    """A head (restartable on its port) and a worker, each with a ``cos serve``."""
+
+    env: dict[str, str]  # what every cos serve shares
+    handler: int
+    redis_env: dict[str, str]
+    head: RayNode
+    worker: RayNode | None
+    serves: dict[str, NodeServe]  # "head" / "worker" -> its cos serve
+
+    def serve(self, name: str, node: RayNode) -> NodeServe:
+        env = serve_env(self.handler, free_port(), **self.env, COS_RAY_TEMP_DIR=node.temp_dir)
+        self.serves[name] = NodeServe(env, "--address", node.address)
+        return self.serves[name]
+
+    def kill_head(self) -> None:
+        """SIGKILL every process of the head node: Ray's and its cos serve's."""
+        os.killpg(self.serves["head"].process.proc.pid, signal.SIGKILL)
+        self.head.stop()
+
+    def restart_head(self) -> None:
+        port = int(self.head.address.split(":")[1])
+        self.head = RayNode(None, port=port, **self.redis_env)
+
+
+@pytest.fixture
+async def head_cluster(
+    request: pytest.FixtureRequest,
+    redis_namespace: str,
+    database: DatabaseTarget,
+    write_handler: int,
+) -> AsyncIterator[HeadCluster]:
+    """With Ray's GCS fault tolerance on Redis, unless the test's parameter is False."""
+    with_redis = getattr(request, "param", True)
+    redis_env = {
+        "RAY_REDIS_ADDRESS": ":".join(REDIS),
+        "RAY_external_storage_namespace": redis_namespace,
+    }
+    head = RayNode(None, **(redis_env if with_redis else {}))
+    common = {
+        **db_env(database),
+        "COS_NUM_SHARDS": "8",
+        "COS_ADDRESS": "0.0.0.0",
+        "COS_CLUSTER_NAME": f"head{os.getpid()}",
+        "COS_HOST_FAILURE_TIMEOUT_SECONDS": str(FAILURE_TIMEOUT),
+        "COS_RAY_GCS_RECONNECT_TIMEOUT_SECONDS": str(RECONNECT_TIMEOUT),
+        **RAY_ENV,
+    }
+    cluster = HeadCluster(common, write_handler, redis_env, head, None, {})
+    try:
+        # The first cos serve makes the coordinator: on the head, the only node yet.
+        cluster.serve("head", head)
+        reconnect = {"RAY_gcs_rpc_server_reconnect_timeout_s": str(RECONNECT_TIMEOUT)}
+        cluster.worker = RayNode(head.address, **reconnect)
+        cluster.serve("worker", cluster.worker)
+        yield cluster
+    finally:
+        for serve in cluster.serves.values():
+            await serve.channel.close()
+            serve.process.stop()
+        if cluster.worker is not None:
+            cluster.worker.stop()
+        cluster.head.stop()
+
+
+async def owners(db: asyncpg.Connection) -> Counter[str]:
+    rows = await db.fetch("SELECT owner FROM cos_shard_leases")
+    return Counter(row["owner"] for row in rows)
+
+
+async def test_the_head_node_lost_and_back_with_gcs_fault_tolerance(
+    head_cluster: HeadCluster, db: asyncpg.Connection
+) -> None:
+    cluster = head_cluster
+    assert cluster.worker is not None
+    survivor, lost = cluster.serves["worker"], cluster.serves["head"]
+
+    async def split_with(other: NodeServe) -> bool:
+        return await owners(db) == {survivor.host_id: 4, other.host_id: 4}
+
+    await wait_for(lambda: split_with(lost), 60, "the shards split between the two nodes")
+    load = Load({"worker": survivor.stub}, [f"head-{i}" for i in range(40)])
+    load.start()
+    await asyncio.sleep(2)
+
+    cluster.kill_head()
+    killed_at = time.monotonic()
+
+    async def all_on_survivor() -> bool:
+        return await owners(db) == {survivor.host_id: 8}
+
+    moved = await wait_for(all_on_survivor, 60, "the survivor to take the head's shards over")
+    await asyncio.sleep(2)
+    served = sum(len(a) for a in load.acked.values())
+    print(f"shards taken over {moved:.1f} s after the head died; {served} commands acknowledged")
+    log = cluster.worker.worker_logs()
+    assert "now move by their leases in PostgreSQL" in log, log[-5000:]
+    assert "took over shards" in log, log[-5000:]
+    assert moved < FAILURE_TIMEOUT * 4 + 5  # detection, then one takeover round
+
+    # A head comes back (Ray restores its control store from Redis), with its cos serve.
+    cluster.restart_head()
+    back = cluster.serve("head", cluster.head)
+    print(f"a new head served {time.monotonic() - killed_at:.1f} s after the old one died")
+    load.stubs["head"] = back.stub
+    load.targets = ["worker", "head"]
+    await wait_for(lambda: split_with(back), 60, "the coordinator to place shards on the new head")
+    reply = await back.stub.ProcessCommand(request("after-head-loss", add=[1]))
+    assert reply.meta.revision_number == 1
+    await asyncio.sleep(2)
+    await load.stop()
+
+    assert "the coordinator answers again" in cluster.worker.worker_logs()
+    assert set(load.errors) <= {"UNAVAILABLE"}, load.errors
+    assert sum(len(a) for a in load.acked.values()) > served > 50
+    assert_journal_consistent(await journal_revisions(db), load)
+
+
+@pytest.mark.parametrize("head_cluster", [False], indirect=True)
+async def test_the_head_node_lost_without_gcs_fault_tolerance(
+    head_cluster: HeadCluster, db: asyncpg.Connection
+) -> None:
+    cluster = head_cluster
+    survivor, lost = cluster.serves["worker"], cluster.serves["head"]
+
+    async def split() -> bool:
+        return await owners(db) == {survivor.host_id: 4, lost.host_id: 4}
+
+    await wait_for(split, 60, "the shards split between the two nodes")
+    entities = [f"nofo-{i}" for i in range(40)]
+    load = Load({"worker": survivor.stub}, entities)
+    load.start()
+    await asyncio.sleep(2)
+    cluster.kill_head()
+    killed_at = time.monotonic()
+
+    async def all_on_survivor() -> bool:
+        return await owners(db) == {survivor.host_id: 8}
+
+    moved = await wait_for(all_on_survivor, 60, "the survivor to take the head's shards over")
+    # Every entity, of the head's shards too, is served by the survivor while Ray lets it.
+    await asyncio.sleep(1)
+    before = {e: max(load.acked[e], default=0) for e in entities}
+    await asyncio.sleep(3)
+    stalled = [e for e in entities if max(load.acked[e], default=0) <= before[e]]
+    assert not stalled, (stalled, load.errors)
+    # Then Ray gives up on its head: the node's processes, and its cos serve, exit.
+    code = await asyncio.to_thread(survivor.process.proc.wait, RECONNECT_TIMEOUT * 4 + 30)
+    lasted = time.monotonic() - killed_at
+    await load.stop()
+    print(
+        f"shards taken over {moved:.1f} s after the head died; the survivor served until"
+        f" {lasted:.1f} s (exit {code}); {sum(len(a) for a in load.acked.values())} acknowledged"
+    )
+    assert lasted > RECONNECT_TIMEOUT - 1
+    assert set(load.errors) <= {"UNAVAILABLE"}, load.errors
+    assert_journal_consistent(await journal_revisions(db), load)
