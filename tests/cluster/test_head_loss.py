@@ -10,115 +10,43 @@ PostgreSQL, then hand some back to the coordinator once a head returns.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from cos.postgres import DatabaseTarget
 from tests.cluster.checks import Load, assert_journal_consistent, journal_revisions, wait_for
-from tests.cluster.serving import RAY_ENV, NodeServe, RayNode
+from tests.cluster.headloss import HeadCluster
+from tests.cluster.serving import NodeServe
 from tests.integration.commands import request
-from tests.support import db_env, free_port, serve_env
 
-REDIS = ("127.0.0.1", "6379")
 FAILURE_TIMEOUT = 3.0
 # How long the worker node's Ray processes outlive the head (Ray's default is 60 s).
 RECONNECT_TIMEOUT = 15
 
 
-def _redis(*args: str) -> str:
-    found = subprocess.run(
-        ["redis-cli", "-h", REDIS[0], "-p", REDIS[1], *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return found.stdout
-
-
-@pytest.fixture
-def redis_namespace() -> Iterator[str]:
-    """Ray's keys of this test in Redis, dropped afterwards."""
-    assert _redis("PING").strip() == "PONG"
-    namespace = f"costest{uuid.uuid4().hex[:10]}"
-    yield namespace
-    for key in _redis("--scan", "--pattern", f"*{namespace}*").split():
-        _redis("DEL", key)
-
-
-@dataclass
-class HeadCluster:
-    """A head (restartable on its port) and a worker, each with a ``cos serve``."""
-
-    env: dict[str, str]  # what every cos serve shares
-    handler: int
-    redis_env: dict[str, str]
-    head: RayNode
-    worker: RayNode | None
-    serves: dict[str, NodeServe]  # "head" / "worker" -> its cos serve
-
-    def serve(self, name: str, node: RayNode) -> NodeServe:
-        env = serve_env(self.handler, free_port(), **self.env, COS_RAY_TEMP_DIR=node.temp_dir)
-        self.serves[name] = NodeServe(env, "--address", node.address)
-        return self.serves[name]
-
-    def kill_head(self) -> None:
-        """SIGKILL every process of the head node: Ray's and its cos serve's."""
-        os.killpg(self.serves["head"].process.proc.pid, signal.SIGKILL)
-        self.head.stop()
-
-    def restart_head(self) -> None:
-        port = int(self.head.address.split(":")[1])
-        self.head = RayNode(None, port=port, **self.redis_env)
-
-
 @pytest.fixture
 async def head_cluster(
-    request: pytest.FixtureRequest,
-    redis_namespace: str,
-    database: DatabaseTarget,
-    write_handler: int,
+    request: pytest.FixtureRequest, database: DatabaseTarget, write_handler: int
 ) -> AsyncIterator[HeadCluster]:
     """With Ray's GCS fault tolerance on Redis, unless the test's parameter is False."""
-    with_redis = getattr(request, "param", True)
-    redis_env = {
-        "RAY_REDIS_ADDRESS": ":".join(REDIS),
-        "RAY_external_storage_namespace": redis_namespace,
-    }
-    head = RayNode(None, **(redis_env if with_redis else {}))
-    common = {
-        **db_env(database),
-        "COS_NUM_SHARDS": "8",
-        "COS_ADDRESS": "0.0.0.0",
-        "COS_CLUSTER_NAME": f"head{os.getpid()}",
-        "COS_HOST_FAILURE_TIMEOUT_SECONDS": str(FAILURE_TIMEOUT),
-        "COS_RAY_GCS_RECONNECT_TIMEOUT_SECONDS": str(RECONNECT_TIMEOUT),
-        **RAY_ENV,
-    }
-    cluster = HeadCluster(common, write_handler, redis_env, head, None, {})
+    # Blocking, on the loop: a cos serve's client channel belongs to it.
+    cluster = HeadCluster.start(
+        database,
+        write_handler,
+        redis=getattr(request, "param", True),
+        failure_timeout=FAILURE_TIMEOUT,
+        reconnect_timeout=RECONNECT_TIMEOUT,
+    )
     try:
-        # The first cos serve makes the coordinator: on the head, the only node yet.
-        cluster.serve("head", head)
-        reconnect = {"RAY_gcs_rpc_server_reconnect_timeout_s": str(RECONNECT_TIMEOUT)}
-        cluster.worker = RayNode(head.address, **reconnect)
-        cluster.serve("worker", cluster.worker)
         yield cluster
     finally:
         for serve in cluster.serves.values():
             await serve.channel.close()
-            serve.process.stop()
-        if cluster.worker is not None:
-            cluster.worker.stop()
-        cluster.head.stop()
+        await asyncio.to_thread(cluster.close)
 
 
 async def owners(db: asyncpg.Connection) -> Counter[str]:
@@ -157,8 +85,7 @@ async def test_the_head_node_lost_and_back_with_gcs_fault_tolerance(
     assert moved < FAILURE_TIMEOUT * 4 + 5  # detection, then one takeover round
 
     # A head comes back (Ray restores its control store from Redis), with its cos serve.
-    cluster.restart_head()
-    back = cluster.serve("head", cluster.head)
+    back = cluster.restart_head()
     print(f"a new head served {time.monotonic() - killed_at:.1f} s after the old one died")
     load.stubs["head"] = back.stub
     load.targets = ["worker", "head"]
