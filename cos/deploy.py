@@ -171,7 +171,12 @@ class Runtime:
         self.stop_host(host_id)
 
     def hand_over(self, host_id: str) -> None:
-        """Deregister the host: the coordinator moves its shards to the others first."""
+        """Deregister the host: the coordinator moves its shards to the others first.
+        Its health answers ``NOT_SERVING`` from the start, so balancers stop using it."""
+        host = self.hosts.get(host_id)
+        if host is not None:
+            with contextlib.suppress(RayError, TimeoutError):
+                ray.get(host.shutting_down.remote(), timeout=10)
         ray.get(self.coordinator.deregister_host.remote(host_id), timeout=120)
 
     def stop_host(self, host_id: str) -> None:

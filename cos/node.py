@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from chief_of_state.v1 import service_pb2_grpc
+from chief_of_state.v1 import manager_pb2, service_pb2, service_pb2_grpc
 from cos.breaker import BreakerSettings
 from cos.errors import PortInUseError
 from cos.logs import configure_logging
@@ -42,6 +42,7 @@ from cos.readside.runner import RunnerTiming
 from cos.service.cluster import ClusterServicer
 from cos.service.command import ChiefOfStateServicer
 from cos.service.decoding import RefuseUndecodable
+from cos.service.health import NodeHealth
 from cos.service.manager import ReadSideManagerServicer
 from cos.service.manager import add_to_server as add_manager_to_server
 from cos.service.operator_auth import OperatorAccess, OperatorGate
@@ -56,7 +57,7 @@ from cos.sharding.names import host_prefix
 from cos.sharding.report import ShardInfo
 from cos.tls import TlsFiles, server_credentials
 from cos.transport import message_limits
-from cos.v1 import cluster_pb2_grpc, readside_pb2_grpc
+from cos.v1 import cluster_pb2, cluster_pb2_grpc, readside_pb2, readside_pb2_grpc
 from cos.writeside.client import WriteHandlerClient
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,13 @@ class Node:
         self._advertise = advertise or f"127.0.0.1:{self._port}"
         self._interceptors = tuple(interceptors)
         self._parts: _Parts | None = None
+        self._health = NodeHealth(
+            [
+                service.full_name
+                for module in (service_pb2, manager_pb2, cluster_pb2, readside_pb2)
+                for service in module.DESCRIPTOR.services_by_name.values()
+            ]
+        )
 
     async def start(self) -> str:
         """Connect to the journal, build every part and start serving; returns the bound
@@ -163,6 +171,7 @@ class Node:
             events=read_sides,
         )
         server = self._server(host, read_sides, offsets, journal)
+        await self._health.starting()
         self._parts = _Parts(datastore, host, read_sides, handler, peers, server)
         address = f"{settings.address}:{self._port}"
         if not _bind(server, address, settings.tls):
@@ -241,6 +250,7 @@ class Node:
         readside_pb2_grpc.add_ReadSideStatusServiceServicer_to_server(
             ReadSideStatusServicer(manager), server
         )
+        self._health.add_to_server(server)
         return server
 
     @property
@@ -264,8 +274,13 @@ class Node:
         await self._host.release(shards)
 
     async def set_routes(self, routes: Routes) -> None:
-        """The whole route table."""
+        """The whole route table (the coordinator sends it once the shards are placed)."""
         await self._host.set_routes(routes)
+        await self._health.serving()
+
+    async def shutting_down(self) -> None:
+        """Health ``NOT_SERVING`` from now on: the node hands its shards over, then stops."""
+        await self._health.stopping()
 
     async def shards(self) -> list[ShardInfo]:
         """The shards this node serves."""
@@ -292,6 +307,7 @@ class Node:
 
     async def stop(self) -> None:
         """Stop accepting calls, let in-flight ones finish, then release connections."""
+        await self._health.stopping()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
