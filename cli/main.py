@@ -97,6 +97,46 @@ def serve(
 
 
 @app.command()
+def health(
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the answer")] = 3.0,
+) -> None:
+    """Ask this machine's node its gRPC health (for container and exec probes): exit 0 when
+    SERVING, 1 when not, 2 when it does not answer. Reads COS_PORT and the COS_TLS_* files."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from cos.tls import TlsFileError, channel_credentials
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+    target = f"127.0.0.1:{settings.port}"
+    tls = settings.tls
+    if tls is None:
+        channel = grpc.insecure_channel(target)
+    else:
+        options = [("grpc.ssl_target_name_override", tls.server_name)] if tls.server_name else []
+        try:
+            credentials = channel_credentials(tls)
+        except TlsFileError as exc:
+            raise _fail(str(exc)) from None
+        channel = grpc.secure_channel(target, credentials, options)
+    try:
+        checked = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=timeout
+        )
+    except grpc.RpcError as exc:
+        raise _fail(f"no health answer from {target}: {exc.code().name}") from None
+    finally:
+        channel.close()
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(checked.status)
+    typer.echo(status)
+    if checked.status != health_pb2.HealthCheckResponse.SERVING:
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def shards(
     address: Annotated[str, typer.Option(help="Ray cluster to look at")] = "auto",
     cluster_name: Annotated[

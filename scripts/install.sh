@@ -24,3 +24,12 @@ if [ "${have:-}" != "$want" ] || { [ "$want_mode" = dev ] && [ "${have_mode:-}" 
   .venv/bin/python -m pip install --quiet -e ".$extras"
   echo "$want $want_mode" > "$stamp"
 fi
+# The image test builds with podman on a debootstrap base: install them where we can.
+if [ "$want_mode" = dev ] && { ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq podman buildah runc debootstrap >/dev/null
+  else
+    echo "install.sh: podman and debootstrap are missing (tests/image needs them)" >&2
+  fi
+fi
+

@@ -4,6 +4,7 @@ write handler process)."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 
 import grpc
@@ -15,7 +16,7 @@ from cos.deploy import Runtime, alive_nodes, coordinator_of, launch_host, regist
 from cos.postgres import DatabaseTarget
 from cos.settings import CosSettings
 from tests.integration.commands import request
-from tests.support import ADMIN_TOKEN, free_port
+from tests.support import ADMIN_TOKEN, COS, free_port, serve_env
 
 Status = health_pb2.HealthCheckResponse
 CLIENT_SERVICE = "chief_of_state.v1.ChiefOfStateService"
@@ -29,6 +30,19 @@ async def listed_services(channel: grpc.aio.Channel) -> set[str]:
     async for reply in call:
         return {service.name for service in reply.list_services_response.service}
     raise AssertionError("reflection gave no answer")
+
+
+async def cos_health(handler: int, port: int) -> tuple[int, str]:
+    """``cos health`` (the container's probe) for the node on ``port``: exit code, last line."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*COS, "health"],
+        env=serve_env(handler, port),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, (done.stdout + done.stderr).strip().splitlines()[-1]
 
 
 async def test_health_is_serving_only_between_shard_placement_and_the_hand_over(
@@ -58,11 +72,15 @@ async def test_health_is_serving_only_between_shard_placement_and_the_hand_over(
             assert checked.status == Status.NOT_SERVING, service
         watch = health.Watch(health_pb2.HealthCheckRequest())
         assert (await watch.read()).status == Status.NOT_SERVING
+        assert await cos_health(write_handler, settings.port) == (1, "NOT_SERVING")
 
         await asyncio.to_thread(register_host, runtime, host_id)
         assert (await watch.read()).status == Status.SERVING
         checked = await health.Check(health_pb2.HealthCheckRequest(service=CLIENT_SERVICE))
         assert checked.status == Status.SERVING
+        assert await cos_health(write_handler, settings.port) == (0, "SERVING")
+        code, said = await cos_health(write_handler, free_port())
+        assert code == 2 and said.startswith("cos: no health answer from 127.0.0.1:"), said
         client = service_pb2_grpc.ChiefOfStateServiceStub(channel)
         reply = await client.ProcessCommand(request("healthy", add=[1]))
         assert reply.meta.revision_number == 1  # while SERVING, commands go through
