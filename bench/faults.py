@@ -247,20 +247,15 @@ class Bench:
     async def handler_outage(self, seconds: float) -> Row:
         target = await self.schema()
         handler, port = start_write_handler()
+
+        def restart() -> None:
+            nonlocal handler
+            handler, _ = start_write_handler("--port", str(port))
+
         serve = await Serve.start(serve_env(port, free_port(), **db_env(target)))
         try:
-            ledger = Ledger({"n": serve.stub})
-            ledger.start()
-            await asyncio.sleep(self.load_seconds)
-            await asyncio.to_thread(handler.stop)
-            await asyncio.sleep(seconds)
-            handler, _ = start_write_handler("--port", str(port))
-            back = time.monotonic()
-            recovered = await ledger.recovered_after(back, 60)
-            await asyncio.sleep(self.load_seconds)
-            await ledger.stop()
             fault = f"write handler down {seconds:.0f} s"
-            return await row_of(fault, ledger, target, recovered)
+            return await self.outage(fault, serve, target, handler.stop, seconds, restart, 60)
         finally:
             await serve.close()
             await asyncio.to_thread(handler.stop)
@@ -272,21 +267,34 @@ class Bench:
         await migrate(target)
         serve = await Serve.start(self.env(target))
         try:
-            ledger = Ledger({"n": serve.stub})
-            ledger.start()
-            await asyncio.sleep(self.load_seconds)
-            await asyncio.to_thread(server.stop)
-            await asyncio.sleep(seconds)
-            await asyncio.to_thread(server.start)
-            back = time.monotonic()
-            recovered = await ledger.recovered_after(back, 120)
-            await asyncio.sleep(self.load_seconds)
-            await ledger.stop()
             fault = f"PostgreSQL down {seconds:.0f} s"
-            return await row_of(fault, ledger, target, recovered)
+            return await self.outage(fault, serve, target, server.stop, seconds, server.start, 120)
         finally:
             await serve.close()
             await asyncio.to_thread(server.stop)
+
+    async def outage(
+        self,
+        fault: str,
+        serve: Serve,
+        target: DatabaseTarget,
+        down: Callable[[], object],
+        seconds: float,
+        back: Callable[[], object],
+        timeout: float,
+    ) -> Row:
+        """Load, then a part ``down`` for ``seconds`` and ``back``: recovered from its return."""
+        ledger = Ledger({"n": serve.stub})
+        ledger.start()
+        await asyncio.sleep(self.load_seconds)
+        await asyncio.to_thread(down)
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(back)
+        returned = time.monotonic()
+        recovered = await ledger.recovered_after(returned, timeout)
+        await asyncio.sleep(self.load_seconds)
+        await ledger.stop()
+        return await row_of(fault, ledger, target, recovered)
 
     async def head_loss(self, redis: bool) -> Row:
         target = await self.schema()

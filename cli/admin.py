@@ -28,8 +28,8 @@ from cos.v1 import cluster_pb2, cluster_pb2_grpc, readside_pb2, readside_pb2_grp
 
 
 @dataclass(frozen=True)
-class _Tls:
-    """TLS to the runtime: the CAs to trust (system roots when None), this caller's
+class CallerTls:
+    """TLS to the runtime (cos-cli, and cos health): the CAs to trust (system roots when None), this caller's
     certificate for mutual TLS, the name to check the server's certificate against."""
 
     ca_file: str | None = None
@@ -61,7 +61,7 @@ class _Flags:
     port: int | None = None
     token: str | None = None
     token_file: str | None = None
-    tls: _Tls | None = None
+    tls: CallerTls | None = None
     read_side_id: str | None = None
     shard_number: int | None = None
 
@@ -160,7 +160,7 @@ def _root(
     flags.host, flags.port = cos_host, cos_port
     flags.token, flags.token_file = admin_token, admin_token_file
     if tls or tls_ca_file or tls_cert_file:
-        flags.tls = _Tls(tls_ca_file, tls_cert_file, tls_key_file, tls_server_name)
+        flags.tls = CallerTls(tls_ca_file, tls_cert_file, tls_key_file, tls_server_name)
 
 
 @readside.callback()
@@ -180,7 +180,7 @@ class _Call:
     port: int
     timeout: float
     token: str | None = None
-    tls: _Tls | None = None
+    tls: CallerTls | None = None
 
     @classmethod
     def of(cls, ctx: typer.Context, host: str | None, port: int | None, timeout: float) -> _Call:

@@ -105,7 +105,7 @@ def health(
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from cos.tls import TlsFileError, channel_credentials
+    from cli.admin import CallerTls
 
     try:
         settings = load_settings()
@@ -115,13 +115,9 @@ def health(
     tls = settings.tls
     if tls is None:
         channel = grpc.insecure_channel(target)
-    else:
-        options = [("grpc.ssl_target_name_override", tls.server_name)] if tls.server_name else []
-        try:
-            credentials = channel_credentials(tls)
-        except TlsFileError as exc:
-            raise _fail(str(exc)) from None
-        channel = grpc.secure_channel(target, credentials, options)
+    else:  # as a peer node calls it: trusting the CA, presenting the node's certificate
+        caller = CallerTls(tls.trust_file, tls.cert_file, tls.key_file, tls.server_name)
+        channel = caller.channel(target)
     try:
         checked = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=timeout

@@ -155,9 +155,9 @@ class LeaseKeeper:
         plan = takeover_plan(
             self._num_shards, self._host.host_id, standing.live, standing.leases, self._prefix
         )
-        leases = list(standing.leases)
+        routes = dict(routes_from(standing.leases, standing.live))
         if plan:
-            lost = sorted({lease.owner for lease in leases if lease.shard in plan})
+            lost = sorted({lease.owner for lease in standing.leases if lease.shard in plan})
             taken = await self._host.take_over(plan)
             log.warning(
                 "shard host %s took over shards %s of lost hosts %s",
@@ -165,6 +165,5 @@ class LeaseKeeper:
                 taken,
                 ", ".join(lost),
             )
-            mine = {shard: Lease(shard, self._host.host_id, 0) for shard in taken}
-            leases = [mine.get(lease.shard, lease) for lease in leases]
-        await self._host.set_routes(routes_from(leases, standing.live))
+            routes.update({shard: (self._host.host_id, self._address) for shard in taken})
+        await self._host.set_routes(routes)

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
@@ -20,7 +21,6 @@ import pytest
 from cos.postgres import DatabaseTarget
 from tests.cluster.checks import Load, assert_journal_consistent, journal_revisions, wait_for
 from tests.cluster.headloss import HeadCluster
-from tests.cluster.serving import NodeServe
 from tests.integration.commands import request
 
 FAILURE_TIMEOUT = 3.0
@@ -54,21 +54,29 @@ async def owners(db: asyncpg.Connection) -> Counter[str]:
     return Counter(row["owner"] for row in rows)
 
 
-async def test_the_head_node_lost_and_back_with_gcs_fault_tolerance(
-    head_cluster: HeadCluster, db: asyncpg.Connection
-) -> None:
-    cluster = head_cluster
-    assert cluster.worker is not None
+@dataclass
+class HeadLost:
+    """Load on the survivor while the head is killed; when, and how long the move took."""
+
+    load: Load
+    killed_at: float
+    moved: float
+
+
+async def kill_head_under_load(
+    cluster: HeadCluster, db: asyncpg.Connection, entities: list[str]
+) -> HeadLost:
+    """Wait for the shards to split, load the survivor, SIGKILL the head, and wait for
+    the survivor to own every shard."""
     survivor, lost = cluster.serves["worker"], cluster.serves["head"]
 
-    async def split_with(other: NodeServe) -> bool:
-        return await owners(db) == {survivor.host_id: 4, other.host_id: 4}
+    async def split() -> bool:
+        return await owners(db) == {survivor.host_id: 4, lost.host_id: 4}
 
-    await wait_for(lambda: split_with(lost), 60, "the shards split between the two nodes")
-    load = Load({"worker": survivor.stub}, [f"head-{i}" for i in range(40)])
+    await wait_for(split, 60, "the shards split between the two nodes")
+    load = Load({"worker": survivor.stub}, entities)
     load.start()
     await asyncio.sleep(2)
-
     cluster.kill_head()
     killed_at = time.monotonic()
 
@@ -76,6 +84,17 @@ async def test_the_head_node_lost_and_back_with_gcs_fault_tolerance(
         return await owners(db) == {survivor.host_id: 8}
 
     moved = await wait_for(all_on_survivor, 60, "the survivor to take the head's shards over")
+    return HeadLost(load, killed_at, moved)
+
+
+async def test_the_head_node_lost_and_back_with_gcs_fault_tolerance(
+    head_cluster: HeadCluster, db: asyncpg.Connection
+) -> None:
+    cluster = head_cluster
+    assert cluster.worker is not None
+    survivor = cluster.serves["worker"]
+    lost = await kill_head_under_load(cluster, db, [f"head-{i}" for i in range(40)])
+    load, killed_at, moved = lost.load, lost.killed_at, lost.moved
     await asyncio.sleep(2)
     served = sum(len(a) for a in load.acked.values())
     print(f"shards taken over {moved:.1f} s after the head died; {served} commands acknowledged")
@@ -89,7 +108,11 @@ async def test_the_head_node_lost_and_back_with_gcs_fault_tolerance(
     print(f"a new head served {time.monotonic() - killed_at:.1f} s after the old one died")
     load.stubs["head"] = back.stub
     load.targets = ["worker", "head"]
-    await wait_for(lambda: split_with(back), 60, "the coordinator to place shards on the new head")
+
+    async def split_again() -> bool:
+        return await owners(db) == {survivor.host_id: 4, back.host_id: 4}
+
+    await wait_for(split_again, 60, "the coordinator to place shards on the new head")
     reply = await back.stub.ProcessCommand(request("after-head-loss", add=[1]))
     assert reply.meta.revision_number == 1
     await asyncio.sleep(2)
@@ -106,23 +129,10 @@ async def test_the_head_node_lost_without_gcs_fault_tolerance(
     head_cluster: HeadCluster, db: asyncpg.Connection
 ) -> None:
     cluster = head_cluster
-    survivor, lost = cluster.serves["worker"], cluster.serves["head"]
-
-    async def split() -> bool:
-        return await owners(db) == {survivor.host_id: 4, lost.host_id: 4}
-
-    await wait_for(split, 60, "the shards split between the two nodes")
+    survivor = cluster.serves["worker"]
     entities = [f"nofo-{i}" for i in range(40)]
-    load = Load({"worker": survivor.stub}, entities)
-    load.start()
-    await asyncio.sleep(2)
-    cluster.kill_head()
-    killed_at = time.monotonic()
-
-    async def all_on_survivor() -> bool:
-        return await owners(db) == {survivor.host_id: 8}
-
-    moved = await wait_for(all_on_survivor, 60, "the survivor to take the head's shards over")
+    lost = await kill_head_under_load(cluster, db, entities)
+    load, killed_at, moved = lost.load, lost.killed_at, lost.moved
     # Every entity, of the head's shards too, is served by the survivor while Ray lets it.
     await asyncio.sleep(1)
     before = {e: max(load.acked[e], default=0) for e in entities}

@@ -36,6 +36,22 @@ def ray_session() -> None:
         )
 
 
+def runtime_settings(write_handler: int, **overrides: Any) -> CosSettings:
+    """Settings of a test's runtime: on loopback, a free port, a cluster name of its own."""
+    values: dict[str, Any] = {
+        "write_side_host": "127.0.0.1",
+        "write_side_port": write_handler,
+        "address": "127.0.0.1",
+        "port": free_port(),
+        "command_handler_timeout": 5.0,
+        "advertise_address": "127.0.0.1",
+        "cluster_name": f"t{uuid.uuid4().hex[:10]}",
+        "admin_token": ADMIN_TOKEN,
+    }
+    values.update(overrides)
+    return CosSettings(**values)
+
+
 @dataclass
 class RunningRuntime:
     """A runtime started for a test, with a client stub on its gRPC port."""
@@ -57,18 +73,7 @@ async def start_cos(
     started: list[RunningRuntime] = []
 
     async def start(**overrides: Any) -> RunningRuntime:
-        values: dict[str, Any] = {
-            "write_side_host": "127.0.0.1",
-            "write_side_port": write_handler,
-            "address": "127.0.0.1",
-            "port": free_port(),
-            "command_handler_timeout": 5.0,
-            "advertise_address": "127.0.0.1",
-            "cluster_name": f"t{uuid.uuid4().hex[:10]}",
-            "admin_token": ADMIN_TOKEN,
-        }
-        values.update(overrides)
-        settings = CosSettings(**values)
+        settings = runtime_settings(write_handler, **overrides)
         runtime = await asyncio.to_thread(start_runtime, settings, database)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.port}")
         running = RunningRuntime(

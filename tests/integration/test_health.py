@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import uuid
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -14,9 +13,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from chief_of_state.v1 import service_pb2_grpc
 from cos.deploy import Runtime, alive_nodes, coordinator_of, launch_host, register_host
 from cos.postgres import DatabaseTarget
-from cos.settings import CosSettings
 from tests.integration.commands import request
-from tests.support import ADMIN_TOKEN, COS, free_port, serve_env
+from tests.integration.conftest import runtime_settings
+from tests.support import COS, free_port, serve_env
 
 Status = health_pb2.HealthCheckResponse
 CLIENT_SERVICE = "chief_of_state.v1.ChiefOfStateService"
@@ -48,15 +47,7 @@ async def cos_health(handler: int, port: int) -> tuple[int, str]:
 async def test_health_is_serving_only_between_shard_placement_and_the_hand_over(
     ray_session: None, database: DatabaseTarget, write_handler: int
 ) -> None:
-    settings = CosSettings(
-        write_side_host="127.0.0.1",
-        write_side_port=write_handler,
-        address="127.0.0.1",
-        port=free_port(),
-        advertise_address="127.0.0.1",
-        cluster_name=f"t{uuid.uuid4().hex[:10]}",
-        admin_token=ADMIN_TOKEN,
-    )
+    settings = runtime_settings(write_handler)
     runtime = Runtime(
         settings.cluster_name, await asyncio.to_thread(coordinator_of, settings, database)
     )
