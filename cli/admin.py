@@ -29,8 +29,9 @@ from cos.v1 import cluster_pb2, cluster_pb2_grpc, readside_pb2, readside_pb2_grp
 
 @dataclass(frozen=True)
 class CallerTls:
-    """TLS to the runtime (cos-cli, and cos health): the CAs to trust (system roots when None), this caller's
-    certificate for mutual TLS, the name to check the server's certificate against."""
+    """TLS to the runtime (cos-cli, and cos health): the CAs to trust (system roots when
+    None), this caller's certificate for mutual TLS, the name to check the server's
+    certificate against."""
 
     ca_file: str | None = None
     cert_file: str | None = None
