@@ -99,9 +99,13 @@ def serve(
 @app.command()
 def health(
     timeout: Annotated[float, typer.Option(help="seconds to wait for the answer")] = 3.0,
+    alive: Annotated[
+        bool, typer.Option("--alive", help="exit 0 on any answer (liveness, not readiness)")
+    ] = False,
 ) -> None:
     """Ask this machine's node its gRPC health (for container and exec probes): exit 0 when
-    SERVING, 1 when not, 2 when it does not answer. Reads COS_PORT and the COS_TLS_* files."""
+    SERVING, 1 when not, 2 when it does not answer. With --alive, any answer is 0: a node
+    waiting for its shards or handing them over is alive. Reads COS_PORT and COS_TLS_*."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -128,7 +132,7 @@ def health(
         channel.close()
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(checked.status)
     typer.echo(status)
-    if checked.status != health_pb2.HealthCheckResponse.SERVING:
+    if checked.status != health_pb2.HealthCheckResponse.SERVING and not alive:
         raise typer.Exit(code=1)
 
 

@@ -29,6 +29,7 @@ from cos.node import Node
 from cos.postgres import DatabaseTarget, read_leases
 from cos.settings import CosSettings, DeploymentMode
 from cos.sharding.coordinator import Coordinator
+from cos.sharding.formation import PodSource
 from cos.sharding.handles import CoordinatorHandle, Routes
 from cos.sharding.names import NAMESPACE, PORT_LABEL, coordinator_name, host_name
 from cos.sharding.report import ShardInfo, ShardReport
@@ -215,6 +216,20 @@ def layout_of(num_shards: int, target: DatabaseTarget) -> str:
     return f"COS_NUM_SHARDS={num_shards}, journal in {where}"
 
 
+def kubernetes_pods(settings: CosSettings) -> PodSource:
+    """The runtime's pods from the Kubernetes API (built in the coordinator's process: only
+    Kubernetes mode imports the ``kubernetes`` package)."""
+    from cos.kubernetes import PodWatch
+
+    assert settings.kubernetes_app_label is not None  # checked with the settings
+    return PodWatch(
+        settings.kubernetes_app_label,
+        settings.replica_count,
+        settings.kubernetes_formation_timeout_seconds,
+        namespace=settings.kubernetes_namespace,
+    )
+
+
 def coordinator_of(settings: CosSettings, target: DatabaseTarget) -> ActorHandle[Coordinator]:
     """The cluster's coordinator, created when it does not exist yet.
 
@@ -238,6 +253,9 @@ def coordinator_of(settings: CosSettings, target: DatabaseTarget) -> ActorHandle
                 find_self=functools.partial(find_coordinator, name),
                 failure_timeout=settings.host_failure_timeout_seconds,
                 logging=settings.logging,
+                pods=functools.partial(kubernetes_pods, settings)
+                if settings.deployment_mode is DeploymentMode.KUBERNETES
+                else None,
             ),
         )
         try:

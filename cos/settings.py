@@ -279,6 +279,15 @@ class CosSettings(BaseSettings):
     pod_ip: str | None = Field(
         None, alias="POD_IP", description="this pod's IP (kubernetes mode; set by the chart)"
     )
+    kubernetes_namespace: str | None = Field(
+        None,
+        description="namespace of the runtime's pods (kubernetes mode; default: the pod's own)",
+    )
+    kubernetes_formation_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="longest wait for COS_REPLICA_COUNT pods before the first shard assignment",
+    )
     ray_auth_token: SecretStr | None = Field(
         None, description="Ray's cluster token (token authentication; default: Ray's own)"
     )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from chief_of_state.v1 import writeside_pb2
 from cos.errors import ConflictError, JournalRejectedError
 from cos.journal.store import EntityAppend, Recovered, StoredEvent
+from cos.sharding.report import ShardInfo
 from cos.writeside.client import HandlerCall
 
 
@@ -65,3 +66,38 @@ class FakeWriteHandler:
 
     async def close(self) -> None:
         return None
+
+
+class FakeHost:
+    """A shard host in the coordinator's process: serves what it is assigned; ``silent``
+    makes it stop answering ``shards``; ``released`` records every release."""
+
+    def __init__(self, active: int = 0) -> None:
+        self.owned: dict[int, int] = {}
+        self.active = active
+        self.silent = False
+        self.released: list[int] = []
+
+    async def attach(self, coordinator: object) -> None:
+        pass
+
+    async def assign(self, shards: Sequence[int]) -> dict[int, int]:
+        for shard in shards:
+            self.owned[shard] = self.owned.get(shard, 0) + 1
+        return {shard: self.owned[shard] for shard in shards}
+
+    async def release(self, shards: Sequence[int]) -> None:
+        for shard in shards:
+            self.owned.pop(shard, None)
+        self.released.extend(shards)
+
+    async def set_routes(self, routes: object) -> None:
+        pass
+
+    async def ping(self) -> str:
+        return "ok"
+
+    async def shards(self) -> list[ShardInfo]:
+        if self.silent:
+            await asyncio.sleep(3600)
+        return [ShardInfo(s, e, self.active + s) for s, e in sorted(self.owned.items())]

@@ -6,6 +6,10 @@ restarts if it dies. Its inputs are injected: the hosts register themselves,
 (``read_leases``) are the record of who owned what. Placement is ``reconcile()``:
 plan, then hand shards over (old owner releases, new owner takes the lease with a
 higher epoch), each hand-over guarded so one failure does not stop the others.
+
+Given the runtime's pods (``pods``, Kubernetes mode), it also waits for the cluster to
+form before the first assignment and moves a leaving pod's shards at once
+(cos.sharding.formation).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cos.logs import LogSettings, configure_logging
+from cos.sharding.formation import Membership, Pod, PodSource
 from cos.sharding.handles import CoordinatorHandle, HostHandle
 from cos.sharding.leases import Lease
 from cos.sharding.names import host_prefix
@@ -59,6 +64,7 @@ class Coordinator:
         find_self: Callable[[], CoordinatorHandle] | None = None,
         failure_timeout: float = 5.0,
         logging: LogSettings | None = None,
+        pods: Callable[[], PodSource] | None = None,
     ) -> None:
         self._num_shards = num_shards
         self._layout = layout
@@ -74,6 +80,9 @@ class Coordinator:
         self._self: CoordinatorHandle = self
         self._starting: asyncio.Future[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
+        self._pod_source = pods
+        self._membership: Membership | None = None
+        self._pod_watch: asyncio.Task[None] | None = None
 
     async def layout(self) -> str:
         """What every host of this runtime must share, in words (shard count, journal)."""
@@ -94,9 +103,21 @@ class Coordinator:
         # Lookups block, so they run off the event loop.
         if self._find_self is not None:
             self._self = await asyncio.to_thread(self._find_self)
+        if self._pod_source is not None:
+            source = self._pod_source()
+            self._membership = Membership(source.expected, source.timeout, source.selector)
+            self._pod_watch = asyncio.create_task(source.watch(self._pod_seen))
         async with self._lock:
             await self._rebuild()
         self._monitor = asyncio.create_task(self._watch_forever())
+
+    async def close(self) -> None:
+        """Stop watching hosts and pods (tests; the actor simply ends)."""
+        for task in (self._monitor, self._pod_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _rebuild(self) -> None:
         if self._read_leases is None or self._find_host is None:
@@ -117,6 +138,8 @@ class Coordinator:
             log.info(
                 "coordinator rebuilt %d shards on %d hosts", len(self._table), len(self._hosts)
             )
+            if self._membership is not None:
+                self._membership.formed = True  # restarted: the cluster formed long ago
             await self._reconcile()
 
     async def register_host(self, host_id: str, handle: HostHandle, address: str) -> list[int]:
@@ -133,8 +156,31 @@ class Coordinator:
         await self.start()
         async with self._lock:
             leaving = self._hosts.pop(host_id, None)
+            if self._membership is not None:
+                self._membership.forget([host_id])
             if leaving is not None:
                 await self._reconcile(leaving={host_id: leaving})
+
+    async def _pod_seen(self, pod: Pod) -> None:
+        """A pod appeared, changed or went: its hosts' shards move at once when it is
+        leaving; before the cluster has formed, it may be the one that completes it."""
+        membership = self._membership
+        assert membership is not None
+        async with self._lock:
+            membership.seen(pod)
+            hosts = {h: host.address for h, host in self._hosts.items()}
+            on_pod = membership.hosts_on(pod, hosts) if pod.leaving else []
+            if on_pod:
+                state = "deleted" if pod.gone else "terminating"
+                log.warning(
+                    "pod %s is %s: moving the shards of %s now", pod.name, state, ", ".join(on_pod)
+                )
+                leaving = {h: self._hosts.pop(h) for h in on_pod}
+                membership.forget(on_pod)
+                # A terminating pod's host still runs and releases its shards first.
+                await self._reconcile(leaving=None if pod.gone else leaving)
+            elif not membership.formed:
+                await self._reconcile()
 
     async def routes(self) -> dict[int, tuple[str, str]]:
         """shard -> (host id, address) for routing."""
@@ -183,6 +229,10 @@ class Coordinator:
         return {host_id: host.address for host_id, host in self._hosts.items()}
 
     async def _reconcile(self, leaving: dict[str, _Host] | None = None) -> None:
+        if self._membership is not None and not self._membership.check_formed(
+            {h: host.address for h, host in self._hosts.items()}
+        ):
+            return  # no shard is assigned before the cluster has formed
         leaving = leaving or {}
         current = {s: o.host_id for s, o in self._table.items() if o.host_id in self._hosts}
         plan = plan_assignment(self._num_shards, list(self._hosts), current)
@@ -226,6 +276,9 @@ class Coordinator:
         while True:
             await asyncio.sleep(interval)
             try:
+                if self._membership is not None and not self._membership.formed:
+                    async with self._lock:
+                        await self._reconcile()  # formation may have timed out
                 await self._check_hosts(interval)
             except Exception:
                 log.exception("host check failed")
@@ -251,4 +304,6 @@ class Coordinator:
                 for host_id in dead:
                     log.warning("host %s stopped answering; moving its shards", host_id)
                     self._hosts.pop(host_id, None)
+                if self._membership is not None:
+                    self._membership.forget(dead)
                 await self._reconcile()

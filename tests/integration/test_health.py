@@ -31,11 +31,11 @@ async def listed_services(channel: grpc.aio.Channel) -> set[str]:
     raise AssertionError("reflection gave no answer")
 
 
-async def cos_health(handler: int, port: int) -> tuple[int, str]:
+async def cos_health(handler: int, port: int, *options: str) -> tuple[int, str]:
     """``cos health`` (the container's probe) for the node on ``port``: exit code, last line."""
     done = await asyncio.to_thread(
         subprocess.run,
-        [*COS, "health"],
+        [*COS, "health", *options],
         env=serve_env(handler, port),
         capture_output=True,
         text=True,
@@ -64,6 +64,8 @@ async def test_health_is_serving_only_between_shard_placement_and_the_hand_over(
         watch = health.Watch(health_pb2.HealthCheckRequest())
         assert (await watch.read()).status == Status.NOT_SERVING
         assert await cos_health(write_handler, settings.port) == (1, "NOT_SERVING")
+        # Liveness: a node waiting for its shards is alive.
+        assert await cos_health(write_handler, settings.port, "--alive") == (0, "NOT_SERVING")
 
         await asyncio.to_thread(register_host, runtime, host_id)
         assert (await watch.read()).status == Status.SERVING
@@ -72,6 +74,8 @@ async def test_health_is_serving_only_between_shard_placement_and_the_hand_over(
         assert await cos_health(write_handler, settings.port) == (0, "SERVING")
         code, said = await cos_health(write_handler, free_port())
         assert code == 2 and said.startswith("cos: no health answer from 127.0.0.1:"), said
+        code, said = await cos_health(write_handler, free_port(), "--alive")
+        assert code == 2, said
         client = service_pb2_grpc.ChiefOfStateServiceStub(channel)
         reply = await client.ProcessCommand(request("healthy", add=[1]))
         assert reply.meta.revision_number == 1  # while SERVING, commands go through

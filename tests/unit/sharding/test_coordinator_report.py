@@ -2,43 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
-
 from cos.sharding.coordinator import Coordinator
-from cos.sharding.report import ShardInfo, ShardReport
-
-
-class FakeHost:
-    """Serves what it is assigned; ``silent`` makes it stop answering ``shards``."""
-
-    def __init__(self, active: int) -> None:
-        self.owned: dict[int, int] = {}
-        self.active = active
-        self.silent = False
-
-    async def attach(self, coordinator: object) -> None:
-        pass
-
-    async def assign(self, shards: Sequence[int]) -> dict[int, int]:
-        for shard in shards:
-            self.owned[shard] = self.owned.get(shard, 0) + 1
-        return {shard: self.owned[shard] for shard in shards}
-
-    async def release(self, shards: Sequence[int]) -> None:
-        for shard in shards:
-            self.owned.pop(shard, None)
-
-    async def set_routes(self, routes: object) -> None:
-        pass
-
-    async def ping(self) -> str:
-        return "ok"
-
-    async def shards(self) -> list[ShardInfo]:
-        if self.silent:
-            await asyncio.sleep(3600)
-        return [ShardInfo(s, e, self.active + s) for s, e in sorted(self.owned.items())]
+from cos.sharding.report import ShardReport
+from tests.fakes import FakeHost
 
 
 async def test_the_report_names_owner_address_epoch_and_active_entities() -> None:
