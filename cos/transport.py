@@ -124,8 +124,11 @@ def call_error(
 
     From a peer ``host``, a "not owner" answer and a call that never connected say the
     command did not run (:class:`ShardNotOwnedError`, :class:`HostUnreachableError`), so
-    the router may try again. Anything else is passed on with the peer's own status,
-    message and details. ``deadline_note`` words our own deadline when it expired.
+    the router may try again. A peer host that cancelled the call (it stopped while the
+    command ran) is ``UNAVAILABLE`` to our caller, as a connection lost mid-call is: the
+    client retries, and cannot tell whether the command was applied either way. Anything
+    else is passed on with the peer's own status, message and details. ``deadline_note``
+    words our own deadline when it expired.
     """
     trailers = error.trailing_metadata() or ()
     details = next((bytes(v) for k, v in trailers if k == DETAILS_KEY), None)
@@ -137,6 +140,10 @@ def call_error(
             if host:
                 return HostUnreachableError(f"{peer} is unreachable: {message}")
             message = f"{peer} is unavailable: {message}"
+    if code == grpc.StatusCode.CANCELLED and host:
+        return HandlerCallError(
+            "UNAVAILABLE", f"{peer} stopped before it answered (the command may have run)"
+        )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED and details is None and deadline_note:
         message = f"{peer} did not answer {deadline_note}"
     return HandlerCallError(code.name, message, details)

@@ -165,3 +165,12 @@ async def drop_schema(target: DatabaseTarget) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{target.schema}" CASCADE')
     finally:
         await conn.close()
+
+
+def build_image(tag: str) -> str:
+    """Build the runtime's image with scripts/build-image.sh (podman); its name."""
+    built = subprocess.run(
+        [str(ROOT / "scripts/build-image.sh"), tag], capture_output=True, text=True, timeout=1200
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return f"localhost/cos-ray:{tag}"

@@ -29,13 +29,19 @@ async def journal_revisions(db: asyncpg.Connection) -> dict[str, list[int]]:
 
 
 class Load:
-    """Commands sent continuously to random hosts; remembers every acknowledged revision."""
+    """Commands sent continuously to random hosts; remembers every acknowledged revision.
+    With ``pause_on_error`` a worker waits that long after an error, as a client that backs
+    off does (a channel whose connection broke fails calls at once until it reconnects)."""
 
-    def __init__(self, stubs: dict[str, Stub], entities: list[str]) -> None:
+    def __init__(
+        self, stubs: dict[str, Stub], entities: list[str], pause_on_error: float = 0.0
+    ) -> None:
         self.stubs = stubs
+        self.pause_on_error = pause_on_error
         self.entities = entities
         self.acked: dict[str, set[int]] = defaultdict(set)
         self.errors: Counter[str] = Counter()
+        self.said: dict[str, str] = {}  # status code -> the last message with it
         self.targets = list(stubs)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -54,6 +60,9 @@ class Load:
                 self.acked[entity_id].add(reply.meta.revision_number)
             except grpc.aio.AioRpcError as exc:
                 self.errors[exc.code().name] += 1
+                self.said[exc.code().name] = exc.details() or ""
+                if self.pause_on_error:
+                    await asyncio.sleep(self.pause_on_error)
 
     async def stop(self) -> None:
         self._stop.set()

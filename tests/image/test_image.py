@@ -14,9 +14,8 @@ import pytest
 from chief_of_state.v1 import service_pb2_grpc
 from cos.postgres import DatabaseTarget
 from tests.integration.commands import request, state_of
-from tests.support import ROOT, free_port
+from tests.support import ROOT, build_image, free_port
 
-IMAGE = "localhost/cos-ray:test"
 CONF = {"CONTAINERS_CONF": str(ROOT / "docker/containers.conf")}
 
 
@@ -32,14 +31,7 @@ def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    built = subprocess.run(
-        [str(ROOT / "scripts/build-image.sh"), "test"],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    return IMAGE
+    return build_image("test")
 
 
 @pytest.mark.timeout(900)  # a first build downloads the base packages and the wheels

@@ -75,6 +75,13 @@ def test_other_failures_pass_on_with_the_peers_status_and_details() -> None:
     # Reset mid-call: it may have run there, so it is not one to retry.
     reset = call_error(rpc_error(Code.UNAVAILABLE, "Socket closed"), "host at h:1", host=True)
     assert isinstance(reset, HandlerCallError) and reset.status == "UNAVAILABLE"
+    # A host that stopped mid-call cancels it: the client sees UNAVAILABLE, which it retries.
+    stopped = call_error(rpc_error(Code.CANCELLED, "Cancelled"), "host at h:1", host=True)
+    assert isinstance(stopped, HandlerCallError) and stopped.status == "UNAVAILABLE"
+    assert str(stopped) == "host at h:1 stopped before it answered (the command may have run)"
+    # From a handler, CANCELLED stays what it is.
+    cancelled = call_error(rpc_error(Code.CANCELLED, "Cancelled"), "write handler at h:1")
+    assert isinstance(cancelled, HandlerCallError) and cancelled.status == "CANCELLED"
 
 
 def test_a_write_handler_error_names_the_handler_and_our_deadline() -> None:
