@@ -91,3 +91,13 @@ def pod_write_handler(kubernetes: Cluster) -> Iterator[int]:
     port = int(process.wait_for(r"listening on [\d.]+:(\d+)", timeout=30).group(1))
     yield port
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def pod_bank_handler(kubernetes: Cluster) -> Iterator[int]:
+    """The bank example's write handler listening on the node's address; yields its port."""
+    script = str(ROOT / "examples/bank/handler.py")
+    process = Process([sys.executable, script, "--host", kubernetes.node_ip, "--port", "0"])
+    port = int(process.wait_for(r"listening on [\d.]+:(\d+)", timeout=30).group(1))
+    yield port
+    process.stop()

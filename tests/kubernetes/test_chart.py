@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -288,6 +289,28 @@ async def test_the_chart_forms_scales_rolls_and_uninstalls_without_losing_a_comm
 
     await wait_for(no_pods, 120, "the pods to go")
     assert await journal_of(database_server, installed.schema) == revisions
+
+
+def bank(installed: Installed, *args: str) -> tuple[int, str]:
+    """The bank example's client against the client Service: exit code and output."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples/bank/client.py"), "--address", installed.address,
+         *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.timeout(900)
+async def test_the_bank_example_runs_on_the_chart(install: Install, pod_bank_handler: int) -> None:
+    """The example's handler and client, unchanged, with the runtime installed by the chart."""
+    installed = await asyncio.to_thread(install, "--set", f"writeSide.port={pod_bank_handler}")
+    assert bank(installed, "open", "acc-k8s", "--owner", "alice", "--balance", "1000")[0] == 0
+    assert bank(installed, "deposit", "acc-k8s", "250")[0] == 0
+    code, said = bank(installed, "withdraw", "acc-k8s", "5000")
+    assert code == 1 and said.startswith("error: FAILED_PRECONDITION:"), said
+    code, said = bank(installed, "get", "acc-k8s")
+    assert code == 0 and "balance: 1250" in said and "revision_number: 2" in said, said
 
 
 class Probe:
