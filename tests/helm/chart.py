@@ -123,3 +123,17 @@ def isolate_environment(monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]
             monkeypatch.delenv(name)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
+
+
+def environment_of(manifests: list[Manifest], role: str, unknown: str) -> dict[str, str]:
+    """The role's environment as its container gets it: ConfigMap keys resolved from the
+    rendered ConfigMaps, anything else from the API (Secrets, the downward API) as
+    ``unknown``."""
+    resolved = {}
+    for name, var in env_of(manifests, role).items():
+        ref = var.get("valueFrom", {}).get("configMapKeyRef")
+        if ref is not None:
+            resolved[name] = find(manifests, "ConfigMap", ref["name"])["data"][ref["key"]]
+        else:
+            resolved[name] = var.get("value", unknown)
+    return resolved

@@ -44,6 +44,7 @@ def test_lint_fails_without_the_required_values() -> None:
 def test_the_example_renders_the_chart_objects() -> None:
     kinds = sorted((m["kind"], m["metadata"]["name"]) for m in render())
     assert kinds == [
+        ("ConfigMap", "rel-cos-ray-cluster"),
         ("PodDisruptionBudget", "rel-cos-ray"),
         ("Role", "rel-cos-ray"),
         ("RoleBinding", "rel-cos-ray"),
@@ -77,18 +78,34 @@ def test_statefulsets_start_pods_in_parallel_under_the_headless_service(
     assert "checksum/read-sides" in pod["metadata"]["annotations"]
 
 
+def replica_count(manifests: list[Manifest], role: str) -> str:
+    """COS_REPLICA_COUNT as the role's pods read it: from the cluster ConfigMap."""
+    ref = env_of(manifests, role)["COS_REPLICA_COUNT"]["valueFrom"]["configMapKeyRef"]
+    value: str = find(manifests, "ConfigMap", ref["name"])["data"][ref["key"]]
+    return value
+
+
 def test_replica_count_counts_the_head_and_the_workers() -> None:
     manifests = render("replicas=4")
     assert find(manifests, "StatefulSet", "rel-cos-ray-worker")["spec"]["replicas"] == 4
     assert find(manifests, "StatefulSet", "rel-cos-ray-head")["spec"]["replicas"] == 1
     for role in ("head", "worker"):
-        assert env_of(manifests, role)["COS_REPLICA_COUNT"]["value"] == "5"
+        assert replica_count(manifests, role) == "5"
+
+
+def test_scaling_does_not_change_the_pod_template() -> None:
+    def templates(replicas: str) -> list[object]:
+        manifests = render(f"replicas={replicas}")
+        return [find(manifests, "StatefulSet", f"rel-cos-ray-{r}")["spec"]["template"]
+                for r in ("head", "worker")]  # fmt: skip
+
+    assert templates("2") == templates("5")
 
 
 def test_zero_workers_leave_the_head_alone() -> None:
     manifests = render("replicas=0")
     assert find(manifests, "StatefulSet", "rel-cos-ray-worker")["spec"]["replicas"] == 0
-    assert env_of(manifests, "head")["COS_REPLICA_COUNT"]["value"] == "1"
+    assert replica_count(manifests, "head") == "1"
 
 
 def test_the_role_reads_pods_and_nothing_else() -> None:
@@ -189,7 +206,7 @@ def test_kubernetes_older_than_1_20_is_refused() -> None:
 @pytest.mark.parametrize(
     ("values", "objects"),
     [
-        ({}, 8),
+        ({}, 9),
         (
             {
                 **READ_SIDES,
@@ -206,7 +223,7 @@ def test_kubernetes_older_than_1_20_is_refused() -> None:
                 "head": {"tolerations": [{"operator": "Exists"}], "nodeSelector": {"pool": "a"}},
                 "service": {"type": "LoadBalancer", "annotations": {"a": "b"}},
             },
-            10,  # with the ConfigMap and the Secret
+            11,  # with the read sides' ConfigMap and the Secret
         ),
     ],
     ids=["defaults", "everything"],

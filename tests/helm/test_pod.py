@@ -18,6 +18,7 @@ from tests.helm.chart import (
     Manifest,
     container_of,
     env_of,
+    environment_of,
     find,
     helm,
     isolate_environment,
@@ -38,7 +39,6 @@ def test_the_environment_names_the_runtime_settings() -> None:
         "HOME": "/tmp",
         "COS_DEPLOYMENT_MODE": "kubernetes",
         "COS_KUBERNETES_APP_LABEL": "rel-cos-ray",
-        "COS_REPLICA_COUNT": "3",
         "COS_PORT": "9000",
         "COS_WRITE_SIDE_HOST": "my-handler",
         "COS_WRITE_SIDE_PORT": "50051",
@@ -124,8 +124,7 @@ def test_config_may_not_set_what_the_chart_sets() -> None:
 def test_the_rendered_environment_loads_into_the_runtime_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    env = env_of(render("config.COS_NUM_SHARDS=32"), "worker")
-    environ = {name: var.get("value", "from-the-api") for name, var in env.items()}
+    environ = environment_of(render("config.COS_NUM_SHARDS=32"), "worker", "from-the-api")
     environ["POD_IP"] = "10.1.2.3"
     isolate_environment(monkeypatch, environ)
     settings = load_settings()
@@ -362,7 +361,7 @@ def test_read_sides_are_mounted_and_enabled(
     env = env_of(manifests, "worker")
     assert env["COS_READ_SIDE_ENABLED"]["value"] == "true"
     assert env["COS_READ_SIDE_CONFIG"]["value"] == "/etc/cos/read-sides"
-    environ = {name: var.get("value", "x") for name, var in env.items()}
+    environ = environment_of(manifests, "worker", "x")
     environ.update(POD_IP="10.1.2.3", COS_READ_SIDE_CONFIG=str(tmp_path))
     isolate_environment(monkeypatch, environ)
     assert list(load_settings().read_sides) == EXPECTED_READ_SIDES
@@ -376,5 +375,7 @@ def test_changed_read_sides_roll_the_pods() -> None:
 
 def test_without_read_sides_there_is_no_config_map() -> None:
     manifests = render()
-    assert not [m for m in manifests if m["kind"] == "ConfigMap"]
+    assert [m["metadata"]["name"] for m in manifests if m["kind"] == "ConfigMap"] == [
+        "rel-cos-ray-cluster"
+    ]
     assert "COS_READ_SIDE_ENABLED" not in env_of(manifests, "worker")

@@ -231,8 +231,10 @@ async def test_the_chart_forms_scales_rolls_and_uninstalls_without_losing_a_comm
     try:
         # Scale up: the new worker takes its share.
         await asyncio.to_thread(installed.helm, "upgrade", "--reuse-values", "--set", "replicas=2")
-        pods = installed.pods()
+        before, pods = pods, installed.pods()
         assert len(pods) == 3
+        # The pods that ran go on running (same pods, same addresses): only one is added.
+        assert {name: pods[name] for name in before} == before
 
         async def spread() -> bool:
             found = owners(await installed.shards())

@@ -53,6 +53,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- include "cos-ray.fullname" . }}-ray
 {{- end }}
 
+{{- define "cos-ray.clusterName" -}}
+{{- include "cos-ray.fullname" . }}-cluster
+{{- end }}
+
 {{- define "cos-ray.readSidesName" -}}
 {{- include "cos-ray.fullname" . }}-read-sides
 {{- end }}
@@ -146,7 +150,10 @@ COS_READ_SIDE_CONFIG: readSides
 - name: COS_KUBERNETES_APP_LABEL
   value: {{ include "cos-ray.appLabel" $root | quote }}
 - name: COS_REPLICA_COUNT
-  value: {{ add1 (int $v.replicas) | quote }}
+  valueFrom:
+    configMapKeyRef:
+      name: {{ include "cos-ray.clusterName" $root }}
+      key: replicaCount
 - name: COS_PORT
   value: {{ int $v.service.port | quote }}
 - name: COS_WRITE_SIDE_HOST
