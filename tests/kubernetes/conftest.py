@@ -83,21 +83,22 @@ def reachable_redis(kubernetes: Cluster) -> Iterator[int]:
     relay.stop()
 
 
+def serve_on_node(script: str, cluster: Cluster) -> Iterator[int]:
+    """A handler script (``--host``/``--port`` flags) listening on the node's address, where
+    pods reach it; yields its port."""
+    command = [sys.executable, str(ROOT / script), "--host", cluster.node_ip, "--port", "0"]
+    process = Process(command)
+    yield int(process.wait_for(r"listening on [\d.]+:(\d+)", timeout=30).group(1))
+    process.stop()
+
+
 @pytest.fixture(scope="session")
 def pod_write_handler(kubernetes: Cluster) -> Iterator[int]:
-    """The test write handler listening on the node's address; yields its port."""
-    script = str(ROOT / "tests/handlers/writer.py")
-    process = Process([sys.executable, script, "--host", kubernetes.node_ip, "--port", "0"])
-    port = int(process.wait_for(r"listening on [\d.]+:(\d+)", timeout=30).group(1))
-    yield port
-    process.stop()
+    """The test write handler, for the pods."""
+    yield from serve_on_node("tests/handlers/writer.py", kubernetes)
 
 
 @pytest.fixture(scope="session")
 def pod_bank_handler(kubernetes: Cluster) -> Iterator[int]:
-    """The bank example's write handler listening on the node's address; yields its port."""
-    script = str(ROOT / "examples/bank/handler.py")
-    process = Process([sys.executable, script, "--host", kubernetes.node_ip, "--port", "0"])
-    port = int(process.wait_for(r"listening on [\d.]+:(\d+)", timeout=30).group(1))
-    yield port
-    process.stop()
+    """The bank example's write handler, for the pods."""
+    yield from serve_on_node("examples/bank/handler.py", kubernetes)
