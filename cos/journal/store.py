@@ -36,6 +36,9 @@ class EntityAppend:
     entity_id: str
     events: Sequence[NewEvent]
     snapshot: NewSnapshot | None = None
+    # The W3C ``traceparent`` of the command that wrote them, stored with each event so
+    # read-side deliveries can link to the command's trace.
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class StoredEvent:
     event_type: str
     created_at: datetime
     payload: bytes
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,14 @@ WITH lease AS (
     WHERE shard = $1 AND epoch = $2
     RETURNING last_position
 ), inserted AS (
-    INSERT INTO cos_journal (shard, position, entity_id, revision, event_type, created_at, payload)
+    INSERT INTO cos_journal (shard, position, entity_id, revision, event_type, created_at, payload,
+                             trace_context)
     SELECT $1, lease.last_position - $3 + e.ord, e.entity_id, e.revision, e.event_type,
-           e.created_at, e.payload
-    FROM lease, unnest($4::text[], $5::bigint[], $6::text[], $7::timestamptz[], $8::bytea[])
-        WITH ORDINALITY AS e(entity_id, revision, event_type, created_at, payload, ord)
+           e.created_at, e.payload, e.trace_context
+    FROM lease, unnest($4::text[], $5::bigint[], $6::text[], $7::timestamptz[], $8::bytea[],
+                       $9::text[])
+        WITH ORDINALITY AS e(entity_id, revision, event_type, created_at, payload, trace_context,
+                             ord)
     RETURNING 1
 )
 SELECT last_position FROM lease
@@ -57,7 +60,7 @@ UNION ALL
 ORDER BY revision DESC, kind DESC LIMIT 1
 """
 _READ_SHARD = """
-SELECT shard, position, entity_id, revision, event_type, created_at, payload
+SELECT shard, position, entity_id, revision, event_type, created_at, payload, trace_context
 FROM cos_journal WHERE shard = $1 AND position > $2 ORDER BY position LIMIT $3
 """
 
@@ -125,6 +128,7 @@ class PostgresJournalStore:
                 event_type=str(r["event_type"]),
                 created_at=r["created_at"],
                 payload=bytes(r["payload"]),
+                trace_context=r["trace_context"],
             )
             for r in rows
         ]
@@ -147,12 +151,13 @@ def _check_fence(last_position: int | None, shard: int, epoch: int) -> None:
 
 def _columns(
     batch: Sequence[EntityAppend],
-) -> tuple[list[str], list[int], list[str], list[object], list[bytes]]:
+) -> tuple[list[str], list[int], list[str], list[object], list[bytes], list[str | None]]:
     entity_ids: list[str] = []
     revisions: list[int] = []
     types: list[str] = []
     dates: list[object] = []
     payloads: list[bytes] = []
+    contexts: list[str | None] = []
     for item in batch:
         for event in item.events:
             entity_ids.append(item.entity_id)
@@ -160,4 +165,5 @@ def _columns(
             types.append(event.event_type)
             dates.append(event.created_at)
             payloads.append(event.payload)
-    return entity_ids, revisions, types, dates, payloads
+            contexts.append(item.trace_context)
+    return entity_ids, revisions, types, dates, payloads, contexts

@@ -82,6 +82,24 @@ async def test_append_assigns_gap_free_positions_per_shard(
     assert [e.position for e in await store.read_shard(3, 2, 1)] == [3]
 
 
+async def test_each_event_keeps_the_trace_context_of_its_command(
+    store: JournalStore, leases: LeaseStore
+) -> None:
+    epoch = (await leases.acquire_shards([7], "a"))[7]
+    traced = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await store.append(
+        7,
+        epoch,
+        [EntityAppend("t", events(1, 2), trace_context=traced), EntityAppend("u", events(1))],
+    )
+    stored = await store.read_shard(7, 0, 10)
+    assert [(e.entity_id, e.trace_context) for e in stored] == [
+        ("t", traced),
+        ("t", traced),
+        ("u", None),
+    ]
+
+
 async def test_stale_epoch_cannot_write(store: JournalStore, leases: LeaseStore) -> None:
     old = (await leases.acquire_shards([5], "zombie"))[5]
     new = (await leases.acquire_shards([5], "new-owner"))[5]
