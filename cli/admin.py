@@ -21,7 +21,7 @@ from rich.console import Console
 
 from chief_of_state.v1 import manager_pb2, manager_pb2_grpc
 from cli.cluster_format import from_response, shards_table
-from cli.readside_format import action_message, error_message, offsets_table, status_table
+from cli.readside_format import action_message, error_message, offsets_table, status_view
 from cos.service.operator_auth import LOCAL_TOKEN_FILE
 from cos.tls import PEM_CERTIFICATE, TlsFileError, read_pem
 from cos.v1 import cluster_pb2, cluster_pb2_grpc, readside_pb2, readside_pb2_grpc
@@ -294,7 +294,7 @@ def _show_status(call: _Call, read_side_id: str, shard: int | None) -> None:
         request.cluster_shard_number = shard
     stub_type = readside_pb2_grpc.ReadSideStatusServiceStub
     reply = call.run("GetReadSideStatus", request, stub_type)
-    Console().print(status_table(read_side_id, reply.shards))
+    Console().print(status_view(read_side_id, reply.shards))
 
 
 def _register(name: str, help: str, act: Callable[[_Call, str, int | None], None]) -> None:
@@ -322,8 +322,9 @@ _register(
 )
 _register(
     "status",
-    "Print, per shard, the offset, the journal's last position, how far behind, and whether"
-    " delivery runs, is paused, or stopped (and why).",
+    "Print, per shard, the offset, the journal's last position, how far behind (events and"
+    " seconds), whether delivery runs, is paused, or stopped (and why), and the last delivery"
+    " failure with its time.",
     _show_status,
 )
 for _action in _ACTIONS:

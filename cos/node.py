@@ -230,7 +230,6 @@ class Node:
             settings.num_shards,
             offsets,
             read_sides,
-            journal,
         )
         # so_reuseport off: a second server on the same port must fail, not share it.
         options = [("grpc.so_reuseport", 0), *message_limits(settings.max_message_bytes)]

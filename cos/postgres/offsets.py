@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from cos.postgres.datastore import PostgresDatastore
-from cos.readside.offsets import Offset
+from cos.readside.offsets import LastError, Offset, ShardStatus
 
 CONTROL_CHANNEL = "cos_read_side_control"
 
@@ -35,6 +35,27 @@ UPDATE cos_read_side_offsets o
 SET position = o.position + 1, stopped_reason = NULL, updated_at = now()
 WHERE o.read_side_id = $1 AND o.shard = ANY($2::int[]) AND EXISTS (
     SELECT 1 FROM cos_journal j WHERE j.shard = o.shard AND j.position = o.position + 1)
+"""
+
+# One statement, so offset, journal head and lag are read at one instant. The lag is the
+# age of the oldest undelivered event, the one at offset + 1 (positions are gap-free per
+# shard), by the database's clock; none there means caught up. greatest(): an event
+# stamped by a node whose clock runs ahead of the database's is not "in the future".
+_STATUS = """
+SELECT s.shard, coalesce(o.position, 0) AS position, coalesce(o.paused, false) AS paused,
+       o.stopped_reason, o.last_error, o.last_error_at,
+       coalesce(l.last_position, 0) AS journal_position,
+       coalesce(greatest(extract(epoch FROM now() - j.created_at), 0), 0)::float8 AS lag
+FROM unnest($2::int[]) AS s(shard)
+LEFT JOIN cos_read_side_offsets o ON o.read_side_id = $1 AND o.shard = s.shard
+LEFT JOIN cos_shard_leases l ON l.shard = s.shard
+LEFT JOIN cos_journal j ON j.shard = s.shard AND j.position = coalesce(o.position, 0) + 1
+"""
+_RECORD_FAILURE = """
+INSERT INTO cos_read_side_offsets (read_side_id, shard, last_error, last_error_at)
+VALUES ($1, $2, $3, now())
+ON CONFLICT (read_side_id, shard) DO UPDATE
+SET last_error = EXCLUDED.last_error, last_error_at = EXCLUDED.last_error_at
 """
 
 
@@ -64,6 +85,13 @@ class PostgresOffsetStore:
         """The offset of one shard (position 0, not paused, when it has no row yet)."""
         rows = await self.list(read_side_id, [shard])
         return rows[0]
+
+    async def status(self, read_side_id: str, shards: Sequence[int]) -> list[ShardStatus]:
+        """Offsets, journal heads, lags and last failures of ``shards``, in that order."""
+        async with self._datastore.errors("cannot read read side status"):
+            rows = await self._pool.fetch(_STATUS, read_side_id, list(shards))
+        found = {int(r["shard"]): r for r in rows}
+        return [_status(read_side_id, found[shard]) for shard in shards]
 
     async def list(self, read_side_id: str, shards: Sequence[int]) -> list[Offset]:
         """The offsets of ``shards``, in that order."""
@@ -102,6 +130,11 @@ class PostgresOffsetStore:
                 reason,
             )
 
+    async def record_failure(self, read_side_id: str, shard: int, text: str) -> None:
+        """Keep ``text`` as the last delivery failure of ``shard``, at the database's now()."""
+        async with self._datastore.errors(f"cannot record a failure of read side {read_side_id!r}"):
+            await self._pool.execute(_RECORD_FAILURE, read_side_id, shard, text)
+
     async def set_paused(self, read_side_id: str, shards: Sequence[int], paused: bool) -> None:
         """Pause or resume ``shards``."""
         await self._control(_SET_PAUSED, read_side_id, shards, paused)
@@ -131,3 +164,13 @@ def _offset(read_side_id: str, shard: int, row: asyncpg.Record | None) -> Offset
         return Offset(read_side_id, shard, 0, False)
     reason = row["stopped_reason"]
     return Offset(read_side_id, shard, int(row["position"]), bool(row["paused"]), reason)
+
+
+def _status(read_side_id: str, row: asyncpg.Record) -> ShardStatus:
+    error = row["last_error"]
+    return ShardStatus(
+        _offset(read_side_id, int(row["shard"]), row),
+        int(row["journal_position"]),
+        float(row["lag"]),
+        None if error is None else LastError(error, row["last_error_at"]),
+    )

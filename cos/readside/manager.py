@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from cos.errors import InvalidRequestError, NotFoundError, shorten
-from cos.journal.store import JournalStore
 from cos.readside.hosting import ReadSideHosting
-from cos.readside.offsets import Offset, OffsetStore
-
-
-@dataclass(frozen=True)
-class ShardStatus:
-    """A read side in one shard: its offset, and the shard's last journal position."""
-
-    offset: Offset
-    journal_position: int
+from cos.readside.offsets import Offset, OffsetStore, ShardStatus
 
 
 class ReadSideManager:
@@ -28,13 +18,11 @@ class ReadSideManager:
         num_shards: int,
         offsets: OffsetStore,
         hosting: ReadSideHosting,
-        journal: JournalStore,
     ) -> None:
         self._known = set(read_side_ids)
         self._num_shards = num_shards
         self._offsets = offsets
         self._hosting = hosting
-        self._journal = journal
 
     def _shards(self, read_side_id: str, shard: int | None) -> list[int]:
         if read_side_id not in self._known:
@@ -55,11 +43,9 @@ class ReadSideManager:
         return await self._offsets.list(read_side_id, self._shards(read_side_id, shard))
 
     async def status(self, read_side_id: str, shard: int | None = None) -> list[ShardStatus]:
-        """Where the read side stands against the journal, and why it stopped, if it did."""
-        shards = self._shards(read_side_id, shard)
-        offsets = await self._offsets.list(read_side_id, shards)
-        positions = await self._journal.last_positions(shards)
-        return [ShardStatus(offset, positions[offset.shard]) for offset in offsets]
+        """Where the read side stands against the journal (events and seconds behind), why
+        it stopped, if it did, and its last delivery failure."""
+        return await self._offsets.status(read_side_id, self._shards(read_side_id, shard))
 
     async def pause(self, read_side_id: str, shard: int | None = None) -> None:
         """Stop delivery at the next event boundary."""

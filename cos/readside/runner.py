@@ -26,6 +26,11 @@ from cos.readside.offsets import Offset, OffsetStore
 
 log = logging.getLogger(__name__)
 
+# The last failure is stored at most once a second per runner while an event is retried,
+# and a slow database delays delivery by at most this much.
+_FAILURE_STORE_INTERVAL = 1.0
+_FAILURE_STORE_TIMEOUT = 2.0
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -80,6 +85,7 @@ class ReadSideRunner:
         self._control = asyncio.Event()
         self._stopped_at: int | None = None
         self._failure = ""  # the last delivery failure, in words
+        self._failure_stored_at = float("-inf")  # monotonic time it was last stored
         self._known: Offset | None = None  # the offset row as last read or written
         self._read_at = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -191,6 +197,7 @@ class ReadSideRunner:
                 self._failure,
                 failures,
             )
+            await self._store_failure()
             skips = policy in (FailurePolicy.SKIP, FailurePolicy.REPLAY_SKIP)
             if failure.permanent:  # never deliverable: no policy waits for it
                 return Outcome.SKIPPED if skips else Outcome.STOPPED
@@ -206,6 +213,25 @@ class ReadSideRunner:
             if await self._wait(self._control, timeout=delay):
                 return Outcome.INTERRUPTED
             delay = min(delay * 2, self._timing.backoff_max)
+
+    async def _store_failure(self) -> None:
+        """Store the last failure for ``cos-cli readside status``; never stops delivery."""
+        now = time.monotonic()
+        if now - self._failure_stored_at < _FAILURE_STORE_INTERVAL:
+            return
+        self._failure_stored_at = now
+        try:
+            await asyncio.wait_for(
+                self._offsets.record_failure(self.config.read_side_id, self.shard, self._failure),
+                _FAILURE_STORE_TIMEOUT,
+            )
+        except Exception as exc:  # the failure is logged above; delivery goes on
+            log.warning(
+                "read side %s shard %s: cannot store the last failure: %r",
+                self.config.read_side_id,
+                self.shard,
+                exc,
+            )
 
     async def _wait(self, *events: asyncio.Event, timeout: float | None = None) -> bool:
         """Wait for any of ``events`` or the timeout (default: the poll); True if one fired."""

@@ -22,21 +22,22 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63os/v1/readside.proto\x12\x06\x63os.v1\"l\n\x18GetReadSideStatusRequest\x12\x14\n\x0cread_side_id\x18\x01 \x01(\t\x12!\n\x14\x63luster_shard_number\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x17\n\x15_cluster_shard_number\"\x85\x01\n\x13ReadSideShardStatus\x12\x1c\n\x14\x63luster_shard_number\x18\x01 \x01(\x04\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x18\n\x10journal_position\x18\x03 \x01(\x04\x12\x0e\n\x06paused\x18\x04 \x01(\x08\x12\x16\n\x0estopped_reason\x18\x05 \x01(\t\"H\n\x19GetReadSideStatusResponse\x12+\n\x06shards\x18\x01 \x03(\x0b\x32\x1b.cos.v1.ReadSideShardStatus2q\n\x15ReadSideStatusService\x12X\n\x11GetReadSideStatus\x12 .cos.v1.GetReadSideStatusRequest\x1a!.cos.v1.GetReadSideStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63os/v1/readside.proto\x12\x06\x63os.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"l\n\x18GetReadSideStatusRequest\x12\x14\n\x0cread_side_id\x18\x01 \x01(\t\x12!\n\x14\x63luster_shard_number\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x17\n\x15_cluster_shard_number\"\xe3\x01\n\x13ReadSideShardStatus\x12\x1c\n\x14\x63luster_shard_number\x18\x01 \x01(\x04\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x18\n\x10journal_position\x18\x03 \x01(\x04\x12\x0e\n\x06paused\x18\x04 \x01(\x08\x12\x16\n\x0estopped_reason\x18\x05 \x01(\t\x12\x13\n\x0blag_seconds\x18\x06 \x01(\x01\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x33\n\x0flast_error_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x19GetReadSideStatusResponse\x12+\n\x06shards\x18\x01 \x03(\x0b\x32\x1b.cos.v1.ReadSideShardStatus2q\n\x15ReadSideStatusService\x12X\n\x11GetReadSideStatus\x12 .cos.v1.GetReadSideStatusRequest\x1a!.cos.v1.GetReadSideStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cos.v1.readside_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETREADSIDESTATUSREQUEST']._serialized_start=33
-  _globals['_GETREADSIDESTATUSREQUEST']._serialized_end=141
-  _globals['_READSIDESHARDSTATUS']._serialized_start=144
-  _globals['_READSIDESHARDSTATUS']._serialized_end=277
-  _globals['_GETREADSIDESTATUSRESPONSE']._serialized_start=279
-  _globals['_GETREADSIDESTATUSRESPONSE']._serialized_end=351
-  _globals['_READSIDESTATUSSERVICE']._serialized_start=353
-  _globals['_READSIDESTATUSSERVICE']._serialized_end=466
+  _globals['_GETREADSIDESTATUSREQUEST']._serialized_start=66
+  _globals['_GETREADSIDESTATUSREQUEST']._serialized_end=174
+  _globals['_READSIDESHARDSTATUS']._serialized_start=177
+  _globals['_READSIDESHARDSTATUS']._serialized_end=404
+  _globals['_GETREADSIDESTATUSRESPONSE']._serialized_start=406
+  _globals['_GETREADSIDESTATUSRESPONSE']._serialized_end=478
+  _globals['_READSIDESTATUSSERVICE']._serialized_start=480
+  _globals['_READSIDESTATUSSERVICE']._serialized_end=593
 # @@protoc_insertion_point(module_scope)

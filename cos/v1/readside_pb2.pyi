@@ -6,6 +6,7 @@ Our own extension: where each read side stands, shard by shard, for operators.""
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -53,6 +54,9 @@ class ReadSideShardStatus(_message.Message):
     JOURNAL_POSITION_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
     STOPPED_REASON_FIELD_NUMBER: _builtins.int
+    LAG_SECONDS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_TIME_FIELD_NUMBER: _builtins.int
     cluster_shard_number: _builtins.int
     offset: _builtins.int
     """The journal position of the last event delivered (or skipped)."""
@@ -64,6 +68,20 @@ class ReadSideShardStatus(_message.Message):
     """Paused by an operator (or by autoStart: false)."""
     stopped_reason: _builtins.str
     """Why a failure policy stopped delivery in this shard; empty while it runs."""
+    lag_seconds: _builtins.float
+    """The age in seconds of the oldest undelivered event (the one at offset + 1), by the
+    database's clock; 0 when the read side has caught up.
+    """
+    last_error: _builtins.str
+    """The last failed delivery in this shard ("position P (entity rev R): why"); empty when
+    none was recorded. Kept after delivery recovers and after operator actions: only a
+    later failure replaces it. Recorded at most about once a second while one event is
+    retried.
+    """
+    @_builtins.property
+    def last_error_time(self) -> _timestamp_pb2.Timestamp:
+        """When last_error was recorded (the database's clock); unset when there is none."""
+
     def __init__(
         self,
         *,
@@ -72,10 +90,13 @@ class ReadSideShardStatus(_message.Message):
         journal_position: _builtins.int = ...,
         paused: _builtins.bool = ...,
         stopped_reason: _builtins.str = ...,
+        lag_seconds: _builtins.float = ...,
+        last_error: _builtins.str = ...,
+        last_error_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_error_time", b"last_error_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_shard_number", b"cluster_shard_number", "journal_position", b"journal_position", "offset", b"offset", "paused", b"paused", "stopped_reason", b"stopped_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_shard_number", b"cluster_shard_number", "journal_position", b"journal_position", "lag_seconds", b"lag_seconds", "last_error", b"last_error", "last_error_time", b"last_error_time", "offset", b"offset", "paused", b"paused", "stopped_reason", b"stopped_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -47,7 +47,8 @@ class ReadSideStatusServiceServicer:
     """
 
     def GetReadSideStatus(self, request, context):
-        """Per shard: the offset, the journal's last position, paused, and why it stopped.
+        """Per shard: the offset, the journal's last position, how far behind in events and in
+        seconds, paused, why it stopped, and the last delivery failure with its time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

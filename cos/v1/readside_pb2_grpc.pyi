@@ -34,7 +34,9 @@ class ReadSideStatusServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ReadSideStatusServiceAsyncStub: ...
     GetReadSideStatus: _grpc.UnaryUnaryMultiCallable[_readside_pb2.GetReadSideStatusRequest, _readside_pb2.GetReadSideStatusResponse]
-    """Per shard: the offset, the journal's last position, paused, and why it stopped."""
+    """Per shard: the offset, the journal's last position, how far behind in events and in
+    seconds, paused, why it stopped, and the last delivery failure with its time.
+    """
 
 @_typing.type_check_only
 class ReadSideStatusServiceAsyncStub(ReadSideStatusServiceStub):
@@ -42,7 +44,9 @@ class ReadSideStatusServiceAsyncStub(ReadSideStatusServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetReadSideStatus: _aio.UnaryUnaryMultiCallable[_readside_pb2.GetReadSideStatusRequest, _readside_pb2.GetReadSideStatusResponse]  # type: ignore[assignment]
-    """Per shard: the offset, the journal's last position, paused, and why it stopped."""
+    """Per shard: the offset, the journal's last position, how far behind in events and in
+    seconds, paused, why it stopped, and the last delivery failure with its time.
+    """
 
 class ReadSideStatusServiceServicer(metaclass=_abc_1.ABCMeta):
     """Answered by every node, from the stored offsets and the journal."""
@@ -53,6 +57,8 @@ class ReadSideStatusServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _readside_pb2.GetReadSideStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_readside_pb2.GetReadSideStatusResponse, _abc.Awaitable[_readside_pb2.GetReadSideStatusResponse]]:
-        """Per shard: the offset, the journal's last position, paused, and why it stopped."""
+        """Per shard: the offset, the journal's last position, how far behind in events and in
+        seconds, paused, why it stopped, and the last delivery failure with its time.
+        """
 
 def add_ReadSideStatusServiceServicer_to_server(servicer: ReadSideStatusServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
