@@ -1,4 +1,5 @@
-"""``cos-cli``: manage read sides (ReadSideManagerService) and look at the shard table
+"""``cos-cli``: manage read sides (ReadSideManagerService), see where they stand
+(cos.v1.ReadSideStatusService), and look at the shard table and the hosts' health
 (cos.v1.ClusterService) of a running runtime, through any node's gRPC port.
 
 It accepts the Chief of State CLI's commands and flags as that CLI spells them
@@ -20,7 +21,7 @@ import typer
 from rich.console import Console
 
 from chief_of_state.v1 import manager_pb2, manager_pb2_grpc
-from cli.cluster_format import from_response, shards_table
+from cli.cluster_format import from_response, health_from_response, health_table, shards_table
 from cli.readside_format import action_message, error_message, offsets_table, status_view
 from cos.service.operator_auth import LOCAL_TOKEN_FILE
 from cos.tls import PEM_CERTIFICATE, TlsFileError, read_pem
@@ -140,7 +141,9 @@ readside = typer.Typer(
     help="Read sides: offsets, pause, resume, skip, restart.", no_args_is_help=True
 )
 app.add_typer(readside, name="readside")
-cluster = typer.Typer(help="The cluster: which host owns each shard.", no_args_is_help=True)
+cluster = typer.Typer(
+    help="The cluster: which host owns each shard, and each host's health.", no_args_is_help=True
+)
 app.add_typer(cluster, name="cluster")
 
 
@@ -346,6 +349,21 @@ def shards(
         "GetShards", cluster_pb2.GetShardsRequest(), cluster_pb2_grpc.ClusterServiceStub
     )
     Console().print(shards_table(from_response(reply)))
+
+
+@cluster.command()
+def health(
+    ctx: typer.Context, cos_host: CosHost = None, cos_port: CosPort = None, timeout: Timeout = 30.0
+) -> None:
+    """Print each host: its address, its shards, its entities in memory and its last
+    heartbeat."""
+    call = _Call.of(ctx, cos_host, cos_port, timeout)
+    reply = call.run(
+        "GetClusterHealth",
+        cluster_pb2.GetClusterHealthRequest(),
+        cluster_pb2_grpc.ClusterServiceStub,
+    )
+    Console().print(health_table(health_from_response(reply)))
 
 
 if __name__ == "__main__":

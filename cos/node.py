@@ -170,7 +170,7 @@ class Node:
             peers=peers,
             events=read_sides,
         )
-        server = self._server(host, read_sides, offsets, journal)
+        server = self._server(host, read_sides, offsets, leases)
         await self._health.starting()
         self._parts = _Parts(datastore, host, read_sides, handler, peers, server)
         address = f"{settings.address}:{self._port}"
@@ -222,7 +222,7 @@ class Node:
         host: ShardHost,
         read_sides: ReadSideHosting,
         offsets: PostgresOffsetStore,
-        journal: PostgresJournalStore,
+        leases: PostgresLeaseStore,
     ) -> grpc.aio.Server:
         settings = self._settings
         manager = ReadSideManager(
@@ -245,7 +245,10 @@ class Node:
             ChiefOfStateServicer(chain(host, self._interceptors)), server
         )
         add_manager_to_server(ReadSideManagerServicer(manager), server)
-        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(host), server)
+        cluster = ClusterServicer(
+            host, heartbeats=leases, host_prefix=host_prefix(settings.cluster_name)
+        )
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(cluster, server)
         readside_pb2_grpc.add_ReadSideStatusServiceServicer_to_server(
             ReadSideStatusServicer(manager), server
         )

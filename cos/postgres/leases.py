@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from cos.postgres.database import DatabaseTarget
 from cos.postgres.datastore import PoolLimits, PostgresDatastore
 from cos.sharding.leases import Lease, Standing
+from cos.sharding.report import Heartbeat
 
 # An upsert that bumps the epoch. It waits for an in-flight append of the old owner
 # (which holds the row lock until it commits), so the fence is exact.
@@ -36,6 +37,13 @@ ON CONFLICT (host_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = n
 _LIVE = """
 SELECT host_id, address FROM cos_hosts
 WHERE starts_with(host_id, $1) AND heartbeat_at > now() - make_interval(secs => $2)
+"""
+
+# Every row of the runtime, fresh or stale: the age, by the database's clock, tells which.
+_HEARTBEATS = """
+SELECT host_id, address, heartbeat_at,
+       greatest(extract(epoch FROM now() - heartbeat_at), 0)::float8 AS age
+FROM cos_hosts WHERE starts_with(host_id, $1) ORDER BY host_id
 """
 
 
@@ -68,6 +76,15 @@ class PostgresLeaseStore:
         """Drop the host's heartbeat."""
         async with self._datastore.errors("cannot drop the host's heartbeat"):
             await self._datastore.pool.execute("DELETE FROM cos_hosts WHERE host_id = $1", host_id)
+
+    async def heartbeats(self, host_prefix: str) -> list[Heartbeat]:
+        """The heartbeat rows of a runtime's hosts (``host_prefix``), by host id."""
+        async with self._datastore.errors("cannot read host heartbeats"):
+            rows = await self._datastore.pool.fetch(_HEARTBEATS, host_prefix)
+        return [
+            Heartbeat(str(r["host_id"]), str(r["address"]), r["heartbeat_at"], float(r["age"]))
+            for r in rows
+        ]
 
     async def standing(self, host_prefix: str, timeout: float) -> Standing:
         """The live hosts of a runtime and every shard lease, read in one transaction."""

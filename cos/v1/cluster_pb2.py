@@ -22,21 +22,28 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63os/v1/cluster.proto\x12\x06\x63os.v1\"\x12\n\x10GetShardsRequest\"\x82\x01\n\x0eShardOwnership\x12\r\n\x05shard\x18\x01 \x01(\x05\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x03\x12\x1c\n\x0f\x61\x63tive_entities\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x12\n\x10_active_entities\";\n\x11GetShardsResponse\x12&\n\x06shards\x18\x01 \x03(\x0b\x32\x16.cos.v1.ShardOwnership2R\n\x0e\x43lusterService\x12@\n\tGetShards\x12\x18.cos.v1.GetShardsRequest\x1a\x19.cos.v1.GetShardsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63os/v1/cluster.proto\x12\x06\x63os.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetShardsRequest\"\x82\x01\n\x0eShardOwnership\x12\r\n\x05shard\x18\x01 \x01(\x05\x12\x0f\n\x07host_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x03\x12\x1c\n\x0f\x61\x63tive_entities\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x12\n\x10_active_entities\";\n\x11GetShardsResponse\x12&\n\x06shards\x18\x01 \x03(\x0b\x32\x16.cos.v1.ShardOwnership\"\x19\n\x17GetClusterHealthRequest\"\xe2\x01\n\nHostHealth\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06shards\x18\x03 \x03(\x05\x12\x1c\n\x0f\x61\x63tive_entities\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x32\n\x0eheartbeat_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x15heartbeat_age_seconds\x18\x06 \x01(\x01H\x01\x88\x01\x01\x42\x12\n\x10_active_entitiesB\x18\n\x16_heartbeat_age_seconds\"=\n\x18GetClusterHealthResponse\x12!\n\x05hosts\x18\x01 \x03(\x0b\x32\x12.cos.v1.HostHealth2\xa9\x01\n\x0e\x43lusterService\x12@\n\tGetShards\x12\x18.cos.v1.GetShardsRequest\x1a\x19.cos.v1.GetShardsResponse\x12U\n\x10GetClusterHealth\x12\x1f.cos.v1.GetClusterHealthRequest\x1a .cos.v1.GetClusterHealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cos.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETSHARDSREQUEST']._serialized_start=32
-  _globals['_GETSHARDSREQUEST']._serialized_end=50
-  _globals['_SHARDOWNERSHIP']._serialized_start=53
-  _globals['_SHARDOWNERSHIP']._serialized_end=183
-  _globals['_GETSHARDSRESPONSE']._serialized_start=185
-  _globals['_GETSHARDSRESPONSE']._serialized_end=244
-  _globals['_CLUSTERSERVICE']._serialized_start=246
-  _globals['_CLUSTERSERVICE']._serialized_end=328
+  _globals['_GETSHARDSREQUEST']._serialized_start=65
+  _globals['_GETSHARDSREQUEST']._serialized_end=83
+  _globals['_SHARDOWNERSHIP']._serialized_start=86
+  _globals['_SHARDOWNERSHIP']._serialized_end=216
+  _globals['_GETSHARDSRESPONSE']._serialized_start=218
+  _globals['_GETSHARDSRESPONSE']._serialized_end=277
+  _globals['_GETCLUSTERHEALTHREQUEST']._serialized_start=279
+  _globals['_GETCLUSTERHEALTHREQUEST']._serialized_end=304
+  _globals['_HOSTHEALTH']._serialized_start=307
+  _globals['_HOSTHEALTH']._serialized_end=533
+  _globals['_GETCLUSTERHEALTHRESPONSE']._serialized_start=535
+  _globals['_GETCLUSTERHEALTHRESPONSE']._serialized_end=596
+  _globals['_CLUSTERSERVICE']._serialized_start=599
+  _globals['_CLUSTERSERVICE']._serialized_end=768
 # @@protoc_insertion_point(module_scope)

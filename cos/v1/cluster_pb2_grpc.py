@@ -40,6 +40,11 @@ class ClusterServiceStub:
                 request_serializer=cos_dot_v1_dot_cluster__pb2.GetShardsRequest.SerializeToString,
                 response_deserializer=cos_dot_v1_dot_cluster__pb2.GetShardsResponse.FromString,
                 _registered_method=True)
+        self.GetClusterHealth = channel.unary_unary(
+                '/cos.v1.ClusterService/GetClusterHealth',
+                request_serializer=cos_dot_v1_dot_cluster__pb2.GetClusterHealthRequest.SerializeToString,
+                response_deserializer=cos_dot_v1_dot_cluster__pb2.GetClusterHealthResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -53,6 +58,14 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetClusterHealth(self, request, context):
+        """Each host: its address, the shards it owns, its entities in memory and its last
+        heartbeat (from the coordinator's table and the heartbeat rows in PostgreSQL).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +73,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.GetShards,
                     request_deserializer=cos_dot_v1_dot_cluster__pb2.GetShardsRequest.FromString,
                     response_serializer=cos_dot_v1_dot_cluster__pb2.GetShardsResponse.SerializeToString,
+            ),
+            'GetClusterHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClusterHealth,
+                    request_deserializer=cos_dot_v1_dot_cluster__pb2.GetClusterHealthRequest.FromString,
+                    response_serializer=cos_dot_v1_dot_cluster__pb2.GetClusterHealthResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +108,33 @@ class ClusterService:
             '/cos.v1.ClusterService/GetShards',
             cos_dot_v1_dot_cluster__pb2.GetShardsRequest.SerializeToString,
             cos_dot_v1_dot_cluster__pb2.GetShardsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClusterHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cos.v1.ClusterService/GetClusterHealth',
+            cos_dot_v1_dot_cluster__pb2.GetClusterHealthRequest.SerializeToString,
+            cos_dot_v1_dot_cluster__pb2.GetClusterHealthResponse.FromString,
             options,
             channel_credentials,
             insecure,

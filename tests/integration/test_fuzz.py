@@ -342,6 +342,7 @@ ORACLES: dict[str, Callable[[Any], Codes]] = {
     "ProcessCommand": _process_command,
     "GetState": _get_state,
     "GetShards": lambda _: OK,
+    "GetClusterHealth": lambda _: OK,
 }
 
 
@@ -370,6 +371,9 @@ REPLY_CHECKS: dict[str, Callable[[Any, Any], bool]] = {
     "ProcessCommand": lambda q, r: r.meta.entity_id == q.entity_id,
     "GetState": lambda q, r: r.meta.entity_id == q.entity_id and r.meta.revision_number > 0,
     "GetShards": lambda q, r: [s.shard for s in r.shards] == list(range(NUM_SHARDS)),
+    "GetClusterHealth": lambda q, r: (
+        sorted(s for h in r.hosts for s in h.shards) == list(range(NUM_SHARDS))
+    ),
     "GetLatestOffset": _all_shards,
     "GetLatestOffsetByShard": lambda q, r: r.offsets.cluster_shard_number == q.cluster_shard_number,
     "GetReadSideStatus": _status_shards,
