@@ -1,13 +1,18 @@
-"""Benchmark of the ProcessCommand path: the runtime (`cos serve`) against the floor.
+"""Benchmark of the ProcessCommand path: the runtime (`cos serve`) against the floor, and
+the runtime with tracing off against tracing on.
 
-Starts the bank example's write handler, then for each target in turn (the runtime, then
-bench/floor.py) starts it, waits until it answers GetState, drives bench/load.py's load,
-meters the CPU of the target's own process tree over the measured window, reads every
-account back to check that acknowledged deposits were kept, and stops it. Prints one row per
-target and the runtime/floor throughput ratio. The handler's and PostgreSQL's CPU count for
-neither target.
+Starts the bank example's write handler, then for each target in turn starts it, waits
+until it answers GetState, drives bench/load.py's load, meters the CPU of the target's own
+process tree over the measured window, reads every account back to check that acknowledged
+deposits were kept, and stops it. The targets: ``runtime`` (tracing off), ``traced`` and
+``traced-10`` (the runtime exporting spans of every command, or of one in ten, over
+OTLP/gRPC to bench/otlp_sink.py, a subprocess of its own started with the target), and
+``floor`` (bench/floor.py). Prints one row per target, the runtime/floor throughput ratio
+and each traced target's ratios to the runtime. The handler's, PostgreSQL's and the sink's
+CPU count for no target.
 
-Run: ``python bench/run.py [--concurrency 64 --duration 20 ...] [--only runtime|floor]``.
+Run: ``python bench/run.py [--concurrency 64 --duration 20 ...] [--only runtime,floor]
+[--tracing]``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import NoReturn
 import asyncpg
 import grpc
 from load import LoadResult, LoadSettings, check_balances, run_load
+from otlp_sink import SINK_READY, SinkCounts, read_counts
 from processes import CpuUse, MachineCpuMeter, ServerProcess, StartupError, TreeCpuMeter
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
@@ -37,7 +43,10 @@ from chief_of_state.v1 import service_pb2, service_pb2_grpc
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 HANDLER_READY = "bank write handler listening on"
-TARGETS = ("runtime", "floor")
+TARGETS = ("runtime", "traced", "traced-10", "floor")  # also the order they run in
+DEFAULT_TARGETS = ("runtime", "floor")
+# The traced targets and the share of commands each samples (OTEL_TRACES_SAMPLER_ARG).
+SAMPLING = {"traced": "1.0", "traced-10": "0.1"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,7 @@ class BenchSettings:
     duration: float = 20.0
     warmup: float = 3.0
     entities: int = 1000
-    only: str | None = None
+    targets: tuple[str, ...] = DEFAULT_TARGETS
     db_host: str = "127.0.0.1"
     db_port: int = 5432
     db_user: str = "postgres"
@@ -72,6 +81,20 @@ class BenchSettings:
 
 
 @dataclass(frozen=True)
+class TracingUse:
+    """What the OTLP sink of a traced target received, and the sink's own CPU."""
+
+    sampling: float
+    window: SinkCounts  # exports received inside the measured window
+    total: SinkCounts  # everything, until the target had stopped
+    sink_cpu_seconds: float
+
+    def per_command(self, commands: int) -> float:
+        """Spans received in the window per command completed in it."""
+        return self.window.spans / commands if commands else math.nan
+
+
+@dataclass(frozen=True)
 class Measurement:
     """What one target did under the load, and what the machine did meanwhile."""
 
@@ -84,6 +107,7 @@ class Measurement:
     balances_matched: int
     balance_problems: list[str]
     stop_notes: list[str]
+    tracing: TracingUse | None = None
 
     @property
     def cpu_per_1k(self) -> float:
@@ -92,26 +116,83 @@ class Measurement:
         return self.cpu.seconds * 1000.0 / commands if commands else math.nan
 
 
+class OtlpSink:
+    """The OTLP sink of one traced target: its subprocess, and what it received in the
+    measured window."""
+
+    def __init__(self, settings: BenchSettings, target: str) -> None:
+        self.port = _free_port()
+        self.sampling = float(SAMPLING[target])
+        argv = [sys.executable, str(BENCH_DIR / "otlp_sink.py"), "--port", str(self.port)]
+        self.process = ServerProcess("otlp sink", argv, settings.log_dir / f"{target}-sink.log")
+        self._target = f"127.0.0.1:{self.port}"
+        self._cpu: TreeCpuMeter | None = None
+        self._at_start = SinkCounts()
+        self._window = SinkCounts()
+
+    def environment(self) -> dict[str, str]:
+        """The OTEL_* variables of the traced target: spans sampled at its ratio and
+        exported over OTLP/gRPC to this sink, no metrics exported. Parent-based, as an
+        operator would set it; the bench's calls carry no trace context, so every command
+        starts a trace and the ratio decides."""
+        return {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{self._target}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": str(self.sampling),
+            "OTEL_METRICS_EXPORTER": "none",
+        }
+
+    async def start(self) -> None:
+        """Starts the sink and waits until it listens."""
+        self.process.start()
+        await asyncio.to_thread(self.process.wait_for_output, SINK_READY, 30.0)
+        # A single process alive throughout: sampling at the window's edges is enough.
+        self._cpu = TreeCpuMeter(self.process.pid, descendants=False)
+
+    def mark_start(self) -> None:
+        """Opens the window: what was received so far does not count."""
+        assert self._cpu is not None, "not started"
+        self._cpu.mark_start()
+        self._at_start = read_counts(self._target)
+
+    def mark_end(self) -> None:
+        """Closes the window."""
+        assert self._cpu is not None, "not started"
+        self._window = read_counts(self._target).minus(self._at_start)
+        self._cpu.mark_end()
+
+    def use(self) -> TracingUse:
+        """What the sink received: in the window, and in all (read once the target stopped
+        and flushed what it had buffered)."""
+        assert self._cpu is not None, "not started"
+        total = read_counts(self._target)
+        return TracingUse(self.sampling, self._window, total, self._cpu.window.seconds)
+
+
 class _Meters:
     """The meters of one measurement, opened and closed with the load's window."""
 
-    def __init__(self, target_pid: int, handler_pid: int) -> None:
+    def __init__(self, target_pid: int, handler_pid: int, sink: OtlpSink | None) -> None:
         self.target = TreeCpuMeter(target_pid)
         # The handler and the bench itself are single processes alive throughout: sampling
         # at the window's edges is enough for them, no background thread needed.
         self.handler = TreeCpuMeter(handler_pid)
         self.client = TreeCpuMeter(os.getpid(), descendants=False)
         self.machine = MachineCpuMeter()
+        self.sink = sink
 
     def mark_start(self) -> None:
         """Opens every meter's window."""
-        for meter in (self.target, self.handler, self.client, self.machine):
-            meter.mark_start()
+        for meter in (self.target, self.handler, self.client, self.machine, self.sink):
+            if meter is not None:
+                meter.mark_start()
 
     def mark_end(self) -> None:
         """Closes every meter's window."""
-        for meter in (self.target, self.handler, self.client, self.machine):
-            meter.mark_end()
+        for meter in (self.target, self.handler, self.client, self.machine, self.sink):
+            if meter is not None:
+                meter.mark_end()
 
 
 def _free_port() -> int:
@@ -133,8 +214,11 @@ def runtime_process(
     handler_port: int,
     schema: str,
     extra_env: dict[str, str] | None = None,
+    *,
+    name: str = "runtime",
 ) -> ServerProcess:
-    """`cos serve` on ``port`` with its own fresh schema (and ``extra_env`` on top)."""
+    """`cos serve` on ``port`` with its own fresh schema (and ``extra_env`` on top), named
+    ``name`` in the report and its log file."""
     env = {
         **(extra_env or {}),
         "COS_PORT": str(port),
@@ -151,7 +235,7 @@ def runtime_process(
     if settings.num_shards is not None:
         env["COS_NUM_SHARDS"] = str(settings.num_shards)
     argv = [_cos_executable(), "serve"]
-    return ServerProcess("runtime", argv, settings.log_dir / "runtime.log", env)
+    return ServerProcess(name, argv, settings.log_dir / f"{name}.log", env)
 
 
 def floor_process(
@@ -193,12 +277,17 @@ async def wait_ready(server: ServerProcess, target: str, timeout: float) -> None
 
 
 async def measure(
-    server: ServerProcess, port: int, handler: ServerProcess, settings: BenchSettings
+    server: ServerProcess,
+    port: int,
+    handler: ServerProcess,
+    settings: BenchSettings,
+    sink: OtlpSink | None = None,
 ) -> Measurement:
-    """Starts the server, loads it, meters CPU over the window, checks it, stops it."""
+    """Starts the server, loads it, meters CPU over the window, checks it, stops it; with
+    ``sink`` (started), also counts the spans the server exported to it."""
     target = f"127.0.0.1:{port}"
     server.start()
-    meters = _Meters(server.pid, handler.pid)
+    meters = _Meters(server.pid, handler.pid, sink)
     try:
         meters.target.start()
         await wait_ready(server, target, settings.startup_timeout)
@@ -218,6 +307,7 @@ async def measure(
         balances_matched=matched,
         balance_problems=problems,
         stop_notes=stop_notes,
+        tracing=sink.use() if sink is not None else None,
     )
 
 
@@ -252,7 +342,7 @@ async def bench(settings: BenchSettings) -> list[Measurement]:
     try:
         handler.start()
         await asyncio.to_thread(handler.wait_for_output, HANDLER_READY, 60.0)
-        for name in (settings.only,) if settings.only else TARGETS:
+        for name in settings.targets:
             measurements.append(await _measure_target(name, settings, handler, handler_port))
     finally:
         handler.stop(timeout=10)
@@ -263,29 +353,51 @@ async def _measure_target(
     name: str, settings: BenchSettings, handler: ServerProcess, handler_port: int
 ) -> Measurement:
     port = _free_port()
-    if name == "runtime":
-        schema = f"bench_rt_{uuid.uuid4().hex[:8]}"
-        server = runtime_process(settings, port, handler_port, schema)
-    else:
+    sink = OtlpSink(settings, name) if name in SAMPLING else None
+    if name == "floor":
         schema = f"bench_floor_{uuid.uuid4().hex[:8]}"
         server = floor_process(settings, port, handler_port, schema)
+    else:
+        schema = f"bench_rt_{uuid.uuid4().hex[:8]}"
+        env = sink.environment() if sink is not None else None
+        server = runtime_process(settings, port, handler_port, schema, env, name=name)
     try:
-        return await measure(server, port, handler, settings)
+        if sink is not None:
+            await sink.start()
+            print(f"{name}: OTLP sink on 127.0.0.1:{sink.port}", flush=True)
+        return await measure(server, port, handler, settings, sink)
     finally:
+        if sink is not None:
+            sink.process.stop(timeout=10)
         if not settings.keep_schemas:
             await drop_schemas(settings, [schema])
 
 
 def format_report(measurements: list[Measurement]) -> str:
-    """The results table, a detail line per target, and the throughput ratio."""
+    """The results table, detail lines per target, and the ratios between targets."""
     header = ("target", "commands", "cmd/s", "p50 ms", "p95 ms", "p99 ms", "errors", "CPU s/1k cmd")
     lines = [*_table([header, *(_row(m) for m in measurements)]), ""]
     lines += [_details(m) for m in measurements]
     by_name = {m.name: m for m in measurements}
+    ratios = []
     if {"runtime", "floor"} <= by_name.keys() and by_name["floor"].load.throughput:
         ratio = by_name["runtime"].load.throughput / by_name["floor"].load.throughput
-        lines += ["", f"runtime/floor throughput ratio: {ratio:.2f}"]
-    return "\n".join(lines)
+        ratios.append(f"runtime/floor throughput ratio: {ratio:.2f}")
+    ratios += _tracing_ratios(by_name)
+    return "\n".join([*lines, "", *ratios] if ratios else lines)
+
+
+def _tracing_ratios(by_name: dict[str, Measurement]) -> list[str]:
+    """Each traced target against the runtime with tracing off, when both ran."""
+    runtime = by_name.get("runtime")
+    if runtime is None or not runtime.load.throughput:
+        return []
+    lines = []
+    for name in (n for n in SAMPLING if n in by_name):
+        throughput = by_name[name].load.throughput / runtime.load.throughput
+        cpu = by_name[name].cpu_per_1k / runtime.cpu_per_1k if runtime.cpu_per_1k else math.nan
+        lines.append(f"{name}/runtime: throughput {throughput:.2f}, CPU per 1k commands {cpu:.2f}")
+    return lines
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
@@ -329,8 +441,22 @@ def _details(m: Measurement) -> str:
         f"  machine {m.machine_busy_cores:.2f} of {os.cpu_count()} cores busy; not counted:"
         f" bench client {m.client_cpu_seconds:.2f} s, handler {m.handler_cpu_seconds:.2f} s CPU"
     )
+    if m.tracing is not None:
+        second += f", OTLP sink {m.tracing.sink_cpu_seconds:.2f} s"
+    tracing = [] if m.tracing is None else [_tracing_details(m.tracing, load.commands)]
     notes = [f"  {note}" for note in m.balance_problems[:3] + m.stop_notes]
-    return "\n".join(["; ".join(first), second, *notes])
+    return "\n".join(["; ".join(first), second, *tracing, *notes])
+
+
+def _tracing_details(tracing: TracingUse, commands: int) -> str:
+    window, total = tracing.window, tracing.total
+    names = sorted(window.by_name.items(), key=lambda item: (-item[1], item[0]))
+    spread = ", ".join(f"{name} {count / commands:.2f}" for name, count in names if commands)
+    return (
+        f"  sampling {tracing.sampling:.0%}: the sink received {window.spans} spans in the window,"
+        f" {tracing.per_command(commands):.2f} per command ({spread or 'none'});"
+        f" {total.spans} in {total.trace_exports} exports in all"
+    )
 
 
 def _parse_args(argv: list[str] | None = None) -> BenchSettings:
@@ -348,7 +474,18 @@ def _parse_args(argv: list[str] | None = None) -> BenchSettings:
     parser.add_argument(
         "--entities", type=int, default=defaults.entities, help="accounts to spread over"
     )
-    parser.add_argument("--only", choices=TARGETS, help="measure one target only")
+    parser.add_argument(
+        "--only",
+        type=_targets,
+        action="append",
+        help=f"targets to measure (repeatable or a comma list), of {', '.join(TARGETS)};"
+        f" default {','.join(DEFAULT_TARGETS)}",
+    )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help=f"add the traced targets ({', '.join(SAMPLING)}) to the default or --only ones",
+    )
     parser.add_argument("--db-host", default=defaults.db_host, help="PostgreSQL host")
     parser.add_argument("--db-port", type=int, default=defaults.db_port, help="PostgreSQL port")
     parser.add_argument("--db-user", default=defaults.db_user, help="PostgreSQL user")
@@ -373,7 +510,32 @@ def _parse_args(argv: list[str] | None = None) -> BenchSettings:
         "--keep-schemas", action="store_true", help="leave the run's schemas in the database"
     )
     args = vars(parser.parse_args(argv))
+    chosen = {name for names in args.pop("only") or [DEFAULT_TARGETS] for name in names}
+    if args.pop("tracing"):
+        chosen |= SAMPLING.keys()
+    args["targets"] = tuple(name for name in TARGETS if name in chosen)
     return replace(BenchSettings(), **args)
+
+
+def _targets(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in TARGETS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown target {unknown[0] if unknown else value!r}; choose from {TARGETS}"
+        )
+    return names
+
+
+def _own_tracing_environment() -> list[str]:
+    """Drops the OTEL_* variables of the bench's environment but OTEL_BSP_*, so that each
+    target traces as its name says, whatever the shell had set; returns their names.
+    OTEL_BSP_* (the batch span processor's queue, batch size and delay) still reach the
+    traced targets, to try other settings."""
+    dropped = [n for n in os.environ if n.startswith("OTEL_") and not n.startswith("OTEL_BSP_")]
+    for name in dropped:
+        del os.environ[name]
+    return dropped
 
 
 def _terminate(signum: int, frame: object) -> NoReturn:
@@ -384,6 +546,9 @@ def _terminate(signum: int, frame: object) -> NoReturn:
 def main() -> None:
     """Parses the command line, runs the benchmark, prints the report."""
     settings = _parse_args()
+    dropped = _own_tracing_environment()
+    if dropped:
+        print(f"bench: not passed on to the targets: {', '.join(sorted(dropped))}", flush=True)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         measurements = asyncio.run(bench(settings))
