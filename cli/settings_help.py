@@ -31,7 +31,7 @@ def setting_rows(model: type[BaseSettings]) -> list[tuple[str, str, str]]:
     empty for a required setting."""
     rows = []
     for name, info in model.model_fields.items():
-        if name in ("db", "read_sides"):
+        if name in ("db", "read_sides", "telemetry"):
             continue
         default = (
             ""

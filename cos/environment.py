@@ -35,7 +35,7 @@ def known_variables() -> set[str]:
     names = set()
     for model in (CosSettings, DatabaseSettings):
         for field in model.model_fields:
-            if field not in ("db", "read_sides"):
+            if field not in ("db", "read_sides", "telemetry"):
                 names.add(env_name(model, field))
     return names
 

@@ -5,7 +5,8 @@
 - ``STANDARD``: ``2026-11-23T10:00:00.123Z INFO  cos.serve - cos serve ready ...``
 - ``SIMPLE``: ``INFO  cos.serve - cos serve ready ...``
 - ``JSON``: one JSON object per line, with Chief of State's field names
-  (``timestamp``, ``level``, ``logger_name``, ``message``, ``service``, ...).
+  (``timestamp``, ``level``, ``logger_name``, ``message``, ``service``, ...), and
+  ``trace_id``/``span_id`` for a line written inside a traced operation.
 
 The driver (``cos serve``) and the Ray actors (shard hosts, coordinator) each call
 :func:`configure_logging` with the same :class:`LogSettings`. Ray forwards an actor's
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 
@@ -80,6 +82,12 @@ class _JsonLineFormatter(JsonFormatter):
     ) -> None:
         super().add_fields(log_data, record, message_dict)
         log_data["timestamp"] = self.formatTime(record)
+        # Written inside a traced operation (formatting runs in the logging call, in
+        # the caller's context): the ids that find its trace.
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            log_data["trace_id"] = trace.format_trace_id(context.trace_id)
+            log_data["span_id"] = trace.format_span_id(context.span_id)
 
 
 def formatter_for(settings: LogSettings) -> logging.Formatter:

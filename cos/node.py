@@ -15,6 +15,7 @@ the servicers and the gRPC server. The coordinator calls it through
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -55,10 +56,13 @@ from cos.sharding.host import ShardHost
 from cos.sharding.keeper import LeaseKeeper
 from cos.sharding.names import host_prefix
 from cos.sharding.report import ShardInfo
+from cos.telemetry.command_path import ObservedWriteHandler, TelemetryInterceptor
+from cos.telemetry.instruments import Instruments
+from cos.telemetry.setup import MetricsEndpoint, Telemetry
 from cos.tls import TlsFiles, server_credentials
 from cos.transport import message_limits
 from cos.v1 import cluster_pb2, cluster_pb2_grpc, readside_pb2, readside_pb2_grpc
-from cos.writeside.client import WriteHandlerClient
+from cos.writeside.client import WriteHandler, WriteHandlerClient
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +79,13 @@ class _Parts:
     handler: WriteHandlerClient
     peers: PeerClients
     server: grpc.aio.Server
+    telemetry: Telemetry
     control: ControlListener | None = None
     keeper: LeaseKeeper | None = None
 
     async def close_connections(self) -> None:
-        """Everything but the server: heartbeat, runners, listener, channels, pool."""
+        """Everything but the server: heartbeat, runners, listener, channels, pool, and
+        the telemetry (what it buffered is exported)."""
         if self.keeper is not None:
             await self.keeper.stop()
         await self.host.close()
@@ -89,6 +95,7 @@ class _Parts:
         await self.peers.close()
         await self.handler.close()
         await self.datastore.close()
+        await asyncio.to_thread(self.telemetry.shutdown)
 
 
 class Node:
@@ -126,6 +133,8 @@ class Node:
         address. Raises :class:`PortInUseError` when the port is taken."""
         settings, db = self._settings, self._settings.db
         configure_logging(settings.logging)
+        telemetry = self._start_telemetry()
+        instruments = telemetry.instruments
         limits = PoolLimits(
             max_size=db.pool_max_size,
             min_size=db.pool_min_idle_connections,
@@ -157,22 +166,30 @@ class Node:
                     settings.read_side_breaker_reset_timeout,
                 ),
             ),
+            instruments,
         )
         handler = WriteHandlerClient(settings)
-        peers = PeerClients(settings.channels, settings.tls)
+        peers = PeerClients(settings.channels, settings.tls, instruments)
         leases = PostgresLeaseStore(datastore)
         host = ShardHost(
             host_id=self.host_id,
             settings=settings,
             journal=journal,
             leases=leases,
-            handler=handler,
+            handler=_observed(handler, instruments, settings),
             peers=peers,
             events=read_sides,
+            instruments=instruments,
         )
-        server = self._server(host, read_sides, offsets, leases)
+        if instruments.metrics is not None:
+            instruments.metrics.observe_node(
+                fenced_writes=lambda: host.fenced_writes,
+                entities=lambda: host.active_entities,
+                shards=lambda: host.shard_count,
+            )
+        server = self._server(host, read_sides, offsets, leases, instruments)
         await self._health.starting()
-        self._parts = _Parts(datastore, host, read_sides, handler, peers, server)
+        self._parts = _Parts(datastore, host, read_sides, handler, peers, server, telemetry)
         address = f"{settings.address}:{self._port}"
         if not _bind(server, address, settings.tls):
             parts, self._parts = self._parts, None
@@ -196,6 +213,19 @@ class Node:
         tls = _tls_words(settings)
         log.info("shard host %s: gRPC server started on %s%s", self.host_id, address, tls)
         return address
+
+    def _start_telemetry(self) -> Telemetry:
+        settings = self._settings
+        scrape = None
+        if settings.metrics_port is not None:
+            address = settings.metrics_address or settings.address
+            scrape = MetricsEndpoint(address, settings.metrics_port)
+        return Telemetry.start(
+            settings.telemetry,
+            service_name=settings.service_name,
+            instance=self.host_id,
+            scrape=scrape,
+        )
 
     async def _watch_lifelines(self, server: grpc.aio.Server) -> None:
         """Stop serving at once when this node's raylet or its ``cos serve`` is gone.
@@ -223,6 +253,7 @@ class Node:
         read_sides: ReadSideHosting,
         offsets: PostgresOffsetStore,
         leases: PostgresLeaseStore,
+        instruments: Instruments,
     ) -> grpc.aio.Server:
         settings = self._settings
         manager = ReadSideManager(
@@ -241,8 +272,20 @@ class Node:
         server = grpc.aio.server(
             options=options, interceptors=[RefuseUndecodable(), OperatorGate(access)]
         )
+        interceptors = list(self._interceptors)
+        if instruments.tracer is not None or instruments.metrics is not None:
+            # Outermost: it sees every call, and how each interceptor answered it.
+            interceptors.insert(
+                0,
+                functools.partial(
+                    TelemetryInterceptor,
+                    instruments=instruments,
+                    num_shards=settings.num_shards,
+                    owner=host.owner_of,
+                ),
+            )
         service_pb2_grpc.add_ChiefOfStateServiceServicer_to_server(
-            ChiefOfStateServicer(chain(host, self._interceptors)), server
+            ChiefOfStateServicer(chain(host, interceptors)), server
         )
         add_manager_to_server(ReadSideManagerServicer(manager), server)
         cluster = ClusterServicer(
@@ -318,6 +361,15 @@ class Node:
             return
         await parts.server.stop(self._settings.shutdown_grace_seconds)
         await parts.close_connections()
+
+
+def _observed(
+    handler: WriteHandlerClient, instruments: Instruments, settings: CosSettings
+) -> WriteHandler:
+    if instruments.tracer is None and instruments.metrics is None:
+        return handler
+    target = f"{settings.write_side_host}:{settings.write_side_port}"
+    return ObservedWriteHandler(handler, instruments=instruments, target=target)
 
 
 def _running(pid: int) -> bool:

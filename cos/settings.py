@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cos.logs import LogSettings, LogStyle
 from cos.readside.config import ReadSideConfig, ReadSideConfigError, load_read_sides
+from cos.telemetry.config import TelemetryConfig, TelemetryConfigError
 from cos.tls import PEM_CERTIFICATE, TlsFileError, TlsFiles, read_pem
 from cos.transport import ChannelSettings, Keepalive
 
@@ -236,6 +237,18 @@ class CosSettings(BaseSettings):
     )
     read_sides: tuple[ReadSideConfig, ...] = Field(
         (), exclude=True, description="(from COS_READ_SIDE_CONFIG or COS_READ_SIDE_CONFIG__*)"
+    )
+    telemetry: TelemetryConfig = Field(
+        TelemetryConfig(), exclude=True, description="(from the standard OTEL_* variables)"
+    )
+    metrics_port: int | None = Field(
+        None,
+        gt=0,
+        lt=65536,
+        description="port of the Prometheus metrics endpoint (/metrics); off when unset",
+    )
+    metrics_address: str | None = Field(
+        None, description="address the metrics endpoint binds (default: COS_ADDRESS)"
     )
     cluster_name: str = Field(
         "cos",
@@ -569,6 +582,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> CosSettings:
             "COS_ADMIN_TOKEN", settings.admin_token_file, settings.admin_token is not None
         )
         settings = settings.model_copy(update={"admin_token": token})
+    try:
+        telemetry = TelemetryConfig.from_environment(os.environ if environ is None else environ)
+    except TelemetryConfigError as exc:
+        raise SettingsError(str(exc)) from None
+    settings = settings.model_copy(update={"telemetry": telemetry})
     if not settings.read_side_enabled:
         return settings
     try:

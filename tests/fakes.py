@@ -21,11 +21,12 @@ class FakeJournalStore:
         self.conflicting: set[str] = set()
         self.rejecting: set[str] = set()
         self._delay = delay
+        self.position = 0
 
     async def acquire_shards(self, shards: Sequence[int], owner: str) -> dict[int, int]:
         return {shard: 1 for shard in shards}
 
-    async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> None:
+    async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> int:
         await asyncio.sleep(self._delay)
         ids = [item.entity_id for item in batch]
         if self.conflicting & set(ids):
@@ -33,6 +34,8 @@ class FakeJournalStore:
         if self.rejecting & set(ids):
             raise JournalRejectedError(f"the database refused {ids}")
         self.batches.append(ids)
+        self.position += sum(len(item.events) for item in batch)
+        return self.position
 
     async def latest(self, entity_id: str) -> Recovered | None:
         return None

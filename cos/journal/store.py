@@ -68,8 +68,10 @@ class JournalStore(Protocol):
     """Durable storage of events and snapshots, fenced by the shard leases
     (:mod:`cos.sharding.leases`) of the same database."""
 
-    async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> None:
-        """Write every append of ``batch`` in one transaction, or none of them.
+    async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> int:
+        """Write every append of ``batch`` in one transaction, or none of them; returns
+        the position of the batch's last event (its events take the positions before it,
+        in batch order), 0 for a batch without events.
 
         Raises FencedError when ``epoch`` is no longer the shard's epoch and
         ConflictError when an ``(entity_id, revision)`` already exists.

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from cos.errors import ConflictError, CosError, JournalRejectedError, JournalUnavailableError
 from cos.journal.store import EntityAppend, JournalStore
+from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments, traceparent
 
 log = logging.getLogger(__name__)
 
-_Waiting = tuple[EntityAppend, "asyncio.Future[None]"]
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """Where a write landed: its events' positions in the shard, and how many writes
+    shared its transaction."""
+
+    first: int
+    last: int
+    batch_size: int
+
+
+_Waiting = tuple[EntityAppend, "asyncio.Future[Committed]"]
 
 
 class GroupCommitWriter:
@@ -19,8 +34,16 @@ class GroupCommitWriter:
     together in the next transaction, so throughput grows with concurrency instead
     of paying one commit per command."""
 
-    def __init__(self, store: JournalStore, shard: int, epoch: int, max_batch: int) -> None:
+    def __init__(
+        self,
+        store: JournalStore,
+        shard: int,
+        epoch: int,
+        max_batch: int,
+        instruments: Instruments = NO_INSTRUMENTS,
+    ) -> None:
         self._store = store
+        self._instruments = instruments
         self._shard = shard
         self.epoch = epoch
         self._max_batch = max_batch
@@ -32,13 +55,35 @@ class GroupCommitWriter:
         """Call ``listener`` after every committed flush (read sides wake on it)."""
         self._listeners.append(listener)
 
-    async def write(self, item: EntityAppend) -> None:
+    async def write(self, item: EntityAppend) -> Committed:
         """Return once ``item`` is committed; raise if its transaction failed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        tracer = self._instruments.tracer
+        if tracer is None:
+            return await self._write(item)
+        # A span per command (in the command's trace) rather than per transaction: each
+        # trace shows its own wait for the commit, and the batch it shared is an attribute.
+        with tracer.start_as_current_span(
+            "cos.journal.append", attributes={"cos.shard": self._shard}
+        ) as span:
+            committed = await self._write(
+                dataclasses.replace(item, trace_context=traceparent(span))
+            )
+            span.set_attributes(
+                {
+                    "cos.journal.batch_size": committed.batch_size,
+                    "cos.journal.position.first": committed.first,
+                    "cos.journal.position.last": committed.last,
+                    "cos.entity_id": item.entity_id,
+                }
+            )
+            return committed
+
+    async def _write(self, item: EntityAppend) -> Committed:
+        future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_all())
-        await future
+        return await future
 
     async def _flush_all(self) -> None:
         try:
@@ -50,8 +95,9 @@ class GroupCommitWriter:
             self._flusher = None
 
     async def _flush(self, batch: list[_Waiting]) -> None:
+        started = time.perf_counter()
         try:
-            await self._store.append(self._shard, self.epoch, [item for item, _ in batch])
+            last = await self._store.append(self._shard, self.epoch, [item for item, _ in batch])
         except (ConflictError, JournalRejectedError) as exc:
             if len(batch) == 1:
                 _settle(batch, exc)
@@ -68,16 +114,25 @@ class GroupCommitWriter:
             log.exception("journal append failed for shard %s", self._shard)
             _settle(batch, JournalUnavailableError(f"journal write failed: {exc}"))
         else:
-            _settle(batch, None)
+            metrics = self._instruments.metrics
+            if metrics is not None:
+                metrics.flush_duration.record((time.perf_counter() - started) * 1000)
+                metrics.batch_size.record(len(batch))
+            _commit(batch, last)
             for listener in self._listeners:
                 listener()
 
 
-def _settle(batch: list[_Waiting], error: BaseException | None) -> None:
+def _commit(batch: list[_Waiting], last: int) -> None:
+    # The store numbers the batch's events consecutively, in batch order, up to ``last``.
+    position = last - sum(len(item.events) for item, _ in batch)
+    for item, future in batch:
+        first, position = position + 1, position + len(item.events)
+        if not future.done():
+            future.set_result(Committed(first, position, len(batch)))
+
+
+def _settle(batch: list[_Waiting], error: BaseException) -> None:
     for _, future in batch:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
+        if not future.done():
             future.set_exception(error)

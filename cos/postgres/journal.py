@@ -80,11 +80,12 @@ class PostgresJournalStore:
         self._retain = snapshots_to_retain
         self._logical_deletion = logical_deletion
 
-    async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> None:
-        """Write the whole batch in one transaction, fenced by the shard's epoch."""
+    async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> int:
+        """Write the whole batch in one transaction, fenced by the shard's epoch; returns
+        the position of its last event."""
         count = sum(len(item.events) for item in batch)
         if count == 0:
-            return
+            return 0
         args = (shard, epoch, count, *_columns(batch))
         async with self._datastore.errors(f"journal write to shard {shard}"):
             if any(item.snapshot is not None for item in batch):
@@ -93,7 +94,9 @@ class PostgresJournalStore:
                     _check_fence(last, shard, epoch)
                     await self._write_snapshots(conn, batch)
             else:
-                _check_fence(await self._pool.fetchval(_APPEND, *args), shard, epoch)
+                last = await self._pool.fetchval(_APPEND, *args)
+                _check_fence(last, shard, epoch)
+        return int(last)
 
     async def _write_snapshots(
         self, conn: asyncpg.Connection, batch: Sequence[EntityAppend]

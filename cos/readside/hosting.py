@@ -4,6 +4,8 @@ poked when an operator changes a read side (through any node)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -12,6 +14,11 @@ from cos.readside.client import DEFAULT_READ_CALLS, ReadCalls, ReadHandlerClient
 from cos.readside.config import ReadSideConfig
 from cos.readside.offsets import OffsetStore
 from cos.readside.runner import ReadSideRunner, RunnerTiming
+from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments, LagSample
+
+log = logging.getLogger(__name__)
+
+LAG_SAMPLE_SECONDS = 1.0
 
 
 class CommitSource(Protocol):
@@ -33,13 +40,42 @@ class ReadSideHosting:
         offsets: OffsetStore,
         timing: RunnerTiming,
         calls: ReadCalls = DEFAULT_READ_CALLS,
+        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
         self._read_sides = [r for r in read_sides if r.enabled]
         self._journal = journal
         self._offsets = offsets
         self._timing = timing
-        self._clients = {r.read_side_id: ReadHandlerClient(r, calls) for r in self._read_sides}
+        self._clients = {
+            r.read_side_id: ReadHandlerClient(r, calls, instruments) for r in self._read_sides
+        }
         self._runners: dict[tuple[str, int], ReadSideRunner] = {}
+        self.lag: list[LagSample] = []  # read by the metrics thread: replaced, never changed
+        self._sampler: asyncio.Task[None] | None = None
+        if instruments.metrics is not None and self._read_sides:
+            instruments.metrics.observe_lag(lambda: self.lag)
+            self._sampler = asyncio.create_task(self._sample_lag_forever())
+
+    async def sample_lag(self) -> list[LagSample]:
+        """How far each read side is behind in each shard served here, from the database
+        (the same reading as ``cos-cli readside status``)."""
+        shards: dict[str, list[int]] = {}
+        for read_side_id, shard in list(self._runners):
+            shards.setdefault(read_side_id, []).append(shard)
+        samples = []
+        for read_side_id, numbers in shards.items():
+            for row in await self._offsets.status(read_side_id, sorted(numbers)):
+                behind = max(0, row.journal_position - row.offset.position)
+                samples.append(LagSample(read_side_id, row.offset.shard, behind, row.lag_seconds))
+        return samples
+
+    async def _sample_lag_forever(self) -> None:
+        while True:
+            try:
+                self.lag = await self.sample_lag()
+            except Exception as exc:  # the next sample may work; the gauges keep the last
+                log.warning("read-side lag not sampled: %r", exc)
+            await asyncio.sleep(LAG_SAMPLE_SECONDS)
 
     @property
     def active(self) -> bool:
@@ -78,7 +114,12 @@ class ReadSideHosting:
                 runner.poke()
 
     async def stop(self) -> None:
-        """Stop every runner and close the handler channels."""
+        """Stop the lag sampler and every runner, and close the handler channels."""
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+            self._sampler = None
         await asyncio.gather(*(runner.stop() for runner in self._runners.values()))
         self._runners.clear()
         for client in self._clients.values():

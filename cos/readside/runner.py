@@ -41,9 +41,9 @@ class Failure:
     permanent: bool = False
 
 
-# Hands one event (and the shard it was journaled in) to the read handler; returns
-# None on success.
-Deliver = Callable[[persistence_pb2.EventWrapper, int], Awaitable[Failure | None]]
+# Hands one event (decoded, and as stored: its shard, position and trace context) to the
+# read handler; returns None on success.
+Deliver = Callable[[persistence_pb2.EventWrapper, StoredEvent], Awaitable[Failure | None]]
 
 
 class Outcome(enum.Enum):
@@ -183,7 +183,7 @@ class ReadSideRunner:
         delay = self._timing.backoff_min
         failures = 0
         while True:
-            failure = await self._deliver_one(wrapper, event.shard)
+            failure = await self._deliver_one(wrapper, event)
             if failure is None:
                 return Outcome.DELIVERED
             failures += 1

@@ -45,8 +45,9 @@ class ChiefOfStateServicer(service_pb2_grpc.ChiefOfStateServiceServicer):
     ) -> service_pb2.GetStateResponse:
         try:
             check_entity_id(request.entity_id)
-            forwarded = any(m.key == FORWARDED for m in context.invocation_metadata() or ())
-            read = StateRequest(request.entity_id, forwarded, _deadline(context))
+            metadata = tuple((m.key, m.value) for m in context.invocation_metadata() or ())
+            forwarded = any(key == FORWARDED for key, _ in metadata)
+            read = StateRequest(request.entity_id, forwarded, _deadline(context), metadata)
             result = await self._commands.get_state(read)
             if result.revision == 0:
                 raise NotFoundError(f"entity {shorten(request.entity_id)} not found")

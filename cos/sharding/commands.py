@@ -37,6 +37,7 @@ class StateRequest:
     entity_id: str
     forwarded: bool = False
     deadline: float | None = None
+    metadata: Metadata = ()  # the request headers (the trace context travels in them)
 
 
 class CommandHandler(Protocol):

@@ -6,10 +6,13 @@ import logging
 import time
 
 import grpc
+from opentelemetry.trace import SpanKind
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
 from cos.sharding.commands import CommandRequest, StateRequest
 from cos.sharding.entity import EntityState, Metadata
+from cos.sharding.host import Route
+from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
 from cos.tls import TlsFileError, TlsFiles, channel_credentials
 from cos.transport import (
     DEFAULT_CHANNELS,
@@ -22,6 +25,7 @@ from cos.transport import (
 log = logging.getLogger(__name__)
 
 _TLS_CHECK_SECONDS = 1.0
+SERVICE = service_pb2.DESCRIPTOR.services_by_name["ChiefOfStateService"].full_name
 # Headers that belong to the hop, not to the command.
 _HOP_HEADERS = {"user-agent", "grpc-accept-encoding", "grpc-timeout", FORWARDED}
 
@@ -32,8 +36,12 @@ class PeerClients:
     the new ones (the old channels finish their calls)."""
 
     def __init__(
-        self, channels: ChannelSettings = DEFAULT_CHANNELS, tls: TlsFiles | None = None
+        self,
+        channels: ChannelSettings = DEFAULT_CHANNELS,
+        tls: TlsFiles | None = None,
+        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
+        self._instruments = instruments
         self._channels_settings = channels
         self._tls = tls
         self._tls_version = tls.version() if tls else ()
@@ -73,29 +81,62 @@ class PeerClients:
         return stub
 
     async def forward_command(
-        self, address: str, request: CommandRequest, timeout: float
+        self, route: Route, request: CommandRequest, timeout: float
     ) -> EntityState:
         """ProcessCommand on the owner; its errors come back as the same status."""
         message = service_pb2.ProcessCommandRequest(
             entity_id=request.entity_id, command=request.command
         )
-        try:
-            reply = await self._stub(address).ProcessCommand(
-                message, metadata=_hop(request.metadata), timeout=timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise call_error(exc, f"host at {address}", host=True) from None
-        return EntityState(reply.state, reply.meta)
+        return await self._forward("ProcessCommand", route, message, request.metadata, timeout)
 
     async def forward_state(
-        self, address: str, request: StateRequest, timeout: float
+        self, route: Route, request: StateRequest, timeout: float
     ) -> EntityState:
         """GetState on the owner."""
         message = service_pb2.GetStateRequest(entity_id=request.entity_id)
+        return await self._forward("GetState", route, message, request.metadata, timeout)
+
+    async def _forward(
+        self,
+        method: str,
+        route: Route,
+        message: service_pb2.ProcessCommandRequest | service_pb2.GetStateRequest,
+        metadata: Metadata,
+        timeout: float,
+    ) -> EntityState:
+        instruments = self._instruments
+        if instruments.metrics is not None:
+            instruments.metrics.forwarded.add(1, {"rpc.method": method})
+        if instruments.tracer is None:
+            return await self._send(method, route, message, _hop(metadata), timeout)
+        with instruments.tracer.start_as_current_span(
+            f"cos.forward {method}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.service": SERVICE,
+                "rpc.method": method,
+                "server.address": route.address,
+                "cos.owner_host": route.host_id,
+            },
+        ):
+            return await self._send(
+                method, route, message, instruments.inject(_hop(metadata)), timeout
+            )
+
+    async def _send(
+        self,
+        method: str,
+        route: Route,
+        message: service_pb2.ProcessCommandRequest | service_pb2.GetStateRequest,
+        metadata: Metadata,
+        timeout: float,
+    ) -> EntityState:
+        call = getattr(self._stub(route.address), method)
         try:
-            reply = await self._stub(address).GetState(message, metadata=_hop(()), timeout=timeout)
+            reply = await call(message, metadata=metadata, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            raise call_error(exc, f"host at {address}", host=True) from None
+            raise call_error(exc, f"host at {route.address}", host=True) from None
         return EntityState(reply.state, reply.meta)
 
     async def close(self) -> None:

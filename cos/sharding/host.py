@@ -26,6 +26,7 @@ from cos.sharding.leases import LeaseStore
 from cos.sharding.report import ShardInfo, ShardReport
 from cos.sharding.routing import shard_of
 from cos.sharding.shard import Shard
+from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
 from cos.writeside.client import WriteHandler
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,11 @@ class Peers(Protocol):
     """The other hosts, reached over gRPC (``cos.sharding.forward.PeerClients``)."""
 
     async def forward_command(
-        self, address: str, request: CommandRequest, timeout: float
+        self, route: Route, request: CommandRequest, timeout: float
     ) -> EntityState: ...
 
     async def forward_state(
-        self, address: str, request: StateRequest, timeout: float
+        self, route: Route, request: StateRequest, timeout: float
     ) -> EntityState: ...
 
 
@@ -79,8 +80,10 @@ class ShardHost:
         handler: WriteHandler,
         peers: Peers,
         events: ShardEvents | None = None,
+        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
         self.host_id = host_id
+        self._instruments = instruments
         self._settings = settings
         self._journal = journal
         self._leases = leases
@@ -126,7 +129,15 @@ class ShardHost:
         per_shard = max(1, self._settings.entity_cache_size // self._settings.num_shards)
         started = []
         for number, epoch in epochs.items():
-            shard = Shard(number, epoch, self._journal, self._handler, self._settings, per_shard)
+            shard = Shard(
+                number,
+                epoch,
+                self._journal,
+                self._handler,
+                self._settings,
+                per_shard,
+                self._instruments,
+            )
             self._shards[number] = shard
             started.append(shard)
         if self._events is not None and started:
@@ -142,6 +153,24 @@ class ShardHost:
                 log.warning("shard %s handed over with commands still in flight", shard.number)
         if self._events is not None and leaving:
             await self._events.shards_stopped([s.number for s in leaving])
+
+    def owner_of(self, shard: int) -> str | None:
+        """The host serving ``shard`` as this host knows it (itself, or the route's)."""
+        if shard in self._shards:
+            return self.host_id
+        route = self._routes.get(shard)
+        return None if route is None else route.host_id
+
+    @property
+    def active_entities(self) -> int:
+        """Entities held in memory over every shard of this host."""
+        # Read from the metrics thread too: copy the values first (one step under the GIL).
+        return sum(shard.active_entities for shard in list(self._shards.values()))
+
+    @property
+    def shard_count(self) -> int:
+        """How many shards this host serves."""
+        return len(self._shards)
 
     @property
     def coordinator(self) -> CoordinatorHandle | None:
@@ -193,8 +222,8 @@ class ShardHost:
             raise ShardNotOwnedError(f"shard {number} is not served by host {self.host_id}")
         timeout = self._hop_timeout(request.deadline)
         if isinstance(request, CommandRequest):
-            return await self._peers.forward_command(route.address, request, timeout)
-        return await self._peers.forward_state(route.address, request, timeout)
+            return await self._peers.forward_command(route, request, timeout)
+        return await self._peers.forward_state(route, request, timeout)
 
     def _retry_until(self, request: Request) -> float:
         # While a shard moves (a hand-over, or a lost node's failover) the command is

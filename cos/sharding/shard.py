@@ -21,6 +21,7 @@ from cos.sharding import entity as logic
 from cos.sharding.commands import CommandRequest
 from cos.sharding.entity import EntityState, Metadata
 from cos.sharding.limits import check_event, check_record_size
+from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
 from cos.writeside.client import HandlerCall, WriteHandler
 
 # The W3C trace context always reaches the handler, whatever is configured.
@@ -49,6 +50,7 @@ class Shard:
         handler: WriteHandler,
         settings: CosSettings,
         cache_size: int,
+        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
         self.number = number
         self._store = store
@@ -56,7 +58,9 @@ class Shard:
         self._settings = settings
         self._cache_size = cache_size
         self._entities: OrderedDict[str, _Entity] = OrderedDict()
-        self._writer = GroupCommitWriter(store, number, epoch, settings.journal_max_batch)
+        self._writer = GroupCommitWriter(
+            store, number, epoch, settings.journal_max_batch, instruments
+        )
         self._propagated = (*settings.write_side_propagated_headers, *TRACE_HEADERS)
         self._closed = False
         self._inflight = 0

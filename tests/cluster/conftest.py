@@ -27,6 +27,7 @@ from cos.deploy import (
 )
 from cos.postgres import DatabaseTarget
 from cos.settings import CosSettings
+from tests.cluster.serving import RayNode
 from tests.support import ADMIN_TOKEN, free_port
 
 
@@ -45,6 +46,19 @@ class Nodes:
         self.cluster.wait_for_nodes()
         self.ports[node.node_id] = port
         return next(n for n in alive_nodes() if n.node_id == node.node_id)
+
+
+@pytest.fixture
+def ray_nodes() -> Iterator[list[RayNode]]:
+    """Two ``ray start`` nodes (a head and a worker) on this machine."""
+    head = RayNode(None)
+    found = [head]
+    try:
+        found.append(RayNode(head.address))
+        yield found
+    finally:
+        for node in reversed(found):
+            node.stop()
 
 
 @pytest.fixture

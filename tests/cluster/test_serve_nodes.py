@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -24,18 +24,6 @@ from tests.cluster.checks import Load, assert_journal_consistent, journal_revisi
 from tests.cluster.serving import RAY_ENV, NodeServe, RayNode
 from tests.integration.commands import request
 from tests.support import COS, db_env, drop_schema, free_port, serve_env
-
-
-@pytest.fixture
-def ray_nodes() -> Iterator[list[RayNode]]:
-    head = RayNode(None)
-    nodes = [head]
-    try:
-        nodes.append(RayNode(head.address))
-        yield nodes
-    finally:
-        for node in reversed(nodes):
-            node.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Every call is appended to ``--log`` as one JSON line: ``{"kind": "attempt"|"delivered",
 "read_side_id", "entity_id", "revision", "total", "poison", "headers"}`` (``headers``: the
-``x-cos-*`` request headers). Failure modes:
+``x-cos-*`` request headers and ``traceparent``). Failure modes:
 
 - ``--fail-every N``: every N-th call raises UNAVAILABLE;
 - events marked ``poison`` (see writer.py) answer ``successful=false`` until the file
@@ -41,7 +41,9 @@ class TestReadHandler(readside_pb2_grpc.ReadSideHandlerServiceServicer):
             "total": state.fields["total"].number_value,
             "poison": event.fields["poison"].bool_value,
             "headers": {
-                k: v for k, v in (context.invocation_metadata() or ()) if k.startswith("x-cos-")
+                k: v
+                for k, v in (context.invocation_metadata() or ())
+                if k.startswith("x-cos-") or k == "traceparent"
             },
         }
         os.write(self._fd, (json.dumps(line) + "\n").encode())

@@ -29,11 +29,12 @@ import grpc
 from google.protobuf import any_pb2, struct_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from chief_of_state.v1 import writeside_pb2, writeside_pb2_grpc
 from tests.handlers.serving import serve_until_signalled
 
-_SEEN_HEADERS = ("x-propagated", "x-persisted", "x-other", "traceparent")
+_SEEN_HEADERS = ("x-propagated", "x-persisted", "x-other", "traceparent", "b3")
 
 
 def _struct(value: any_pb2.Any) -> struct_pb2.Struct:
@@ -57,7 +58,19 @@ async def _fail(context: grpc.aio.ServicerContext, code_name: str, message: str)
 
 
 class TestWriteHandler(writeside_pb2_grpc.WriteSideHandlerServiceServicer):
+    def __init__(self, tracer=None) -> None:
+        self._tracer = tracer
+
     async def HandleCommand(self, request, context):
+        if self._tracer is None:
+            return await self._handle_command(request, context)
+        # The handler's own span, joining the runtime's trace through the W3C headers.
+        metadata = {m.key: m.value for m in context.invocation_metadata() or ()}
+        parent = TraceContextTextMapPropagator().extract(metadata)
+        with self._tracer.start_as_current_span("test-writer.HandleCommand", context=parent):
+            return await self._handle_command(request, context)
+
+    async def _handle_command(self, request, context):
         command = _struct(request.command)
         fields = command.fields
         if "sleep" in fields:
@@ -136,9 +149,26 @@ class TestWriteHandler(writeside_pb2_grpc.WriteSideHandlerServiceServicer):
         return writeside_pb2.HandleEventResponse(resulting_state=_pack(state))
 
 
-async def serve(host: str, port: int, cert: str | None, key: str | None) -> None:
+def _tracer(endpoint: str | None):
+    if not endpoint:
+        return None
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "test-writer"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint, insecure=True)))
+    return provider.get_tracer("tests.handlers.writer")
+
+
+async def serve(
+    host: str, port: int, cert: str | None, key: str | None, otlp: str | None = None
+) -> None:
     server = grpc.aio.server()
-    writeside_pb2_grpc.add_WriteSideHandlerServiceServicer_to_server(TestWriteHandler(), server)
+    writeside_pb2_grpc.add_WriteSideHandlerServiceServicer_to_server(
+        TestWriteHandler(_tracer(otlp)), server
+    )
     if cert and key:
         with open(cert, "rb") as c, open(key, "rb") as k:
             credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
@@ -154,5 +184,6 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tls-cert", help="PEM certificate: serve TLS")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--otlp", help="OTLP/gRPC endpoint: trace HandleCommand there")
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port, args.tls_cert, args.tls_key))
+    asyncio.run(serve(args.host, args.port, args.tls_cert, args.tls_key, args.otlp))

@@ -66,11 +66,12 @@ async def test_append_assigns_gap_free_positions_per_shard(
     store: JournalStore, leases: LeaseStore
 ) -> None:
     epochs = await leases.acquire_shards([3, 4], "a")
-    await store.append(
+    last = await store.append(
         3, epochs[3], [EntityAppend("a", events(1, 2)), EntityAppend("b", events(1))]
     )
-    await store.append(4, epochs[4], [EntityAppend("c", events(1))])
-    await store.append(3, epochs[3], [EntityAppend("a", events(3))])
+    assert last == 3  # the batch's last position
+    assert await store.append(4, epochs[4], [EntityAppend("c", events(1))]) == 1
+    assert await store.append(3, epochs[3], [EntityAppend("a", events(3))]) == 4
     stored = await store.read_shard(3, 0, 100)
     assert [(e.position, e.entity_id, e.revision) for e in stored] == [
         (1, "a", 1),

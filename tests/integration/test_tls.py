@@ -14,6 +14,7 @@ import pytest
 from chief_of_state.v1 import service_pb2_grpc
 from cos.sharding.commands import CommandRequest
 from cos.sharding.forward import PeerClients
+from cos.sharding.host import Route
 from cos.tls import TlsFiles
 from cos.v1 import cluster_pb2, cluster_pb2_grpc
 from tests.integration.commands import command, request, state_of
@@ -160,7 +161,7 @@ async def test_nodes_forward_over_mutual_tls_checking_the_configured_name(
     )
     files = cos.settings.tls
     assert files is not None
-    address = f"127.0.0.1:{cos.settings.port}"
+    address = Route("peer-host", f"127.0.0.1:{cos.settings.port}")
     peers = PeerClients(tls=files)
     try:
         forwarded = await peers.forward_command(

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from cos.logs import LogSettings, LogStyle, RepeatFilter, configure_logging
 
@@ -48,6 +49,20 @@ def test_json_is_one_object_per_line_with_chief_of_states_fields() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["timestamp"])
     assert second["level"] == "ERROR"
     assert "ValueError: broken" in second["stack_trace"]
+
+
+def test_json_lines_written_inside_a_span_carry_its_trace_and_span_ids() -> None:
+    stream = io.StringIO()
+    configure_logging(LogSettings("INFO", LogStyle.JSON, "accounts"), stream)
+    tracer = TracerProvider().get_tracer("test")
+    logging.getLogger("cos.test").info("outside")
+    with tracer.start_as_current_span("command") as span:
+        logging.getLogger("cos.test").info("inside")
+    outside, inside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert "trace_id" not in outside and "span_id" not in outside
+    context = span.get_span_context()
+    assert inside["trace_id"] == f"{context.trace_id:032x}"
+    assert inside["span_id"] == f"{context.span_id:016x}"
 
 
 def test_standard_and_simple_are_plain_lines_without_colour() -> None:

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cos.errors import ConflictError, JournalRejectedError
-from cos.journal.store import EntityAppend
-from cos.journal.writer import GroupCommitWriter
+from cos.journal.store import EntityAppend, NewEvent
+from cos.journal.writer import Committed, GroupCommitWriter
+from cos.telemetry.instruments import Instruments
 from tests.fakes import FakeJournalStore
 
 
@@ -36,7 +42,7 @@ async def test_one_conflict_fails_only_its_own_append() -> None:
         *(writer.write(EntityAppend(e, [])) for e in ["a", "b", "bad", "c"]),
         return_exceptions=True,
     )
-    assert [type(r) for r in results] == [type(None)] * 2 + [ConflictError, type(None)]
+    assert [type(r) for r in results] == [Committed] * 2 + [ConflictError, Committed]
     assert sorted(e for batch in store.batches for e in batch) == ["a", "b", "c"]
 
 
@@ -59,9 +65,58 @@ async def test_a_batch_the_database_refuses_commits_all_but_the_culprit() -> Non
     results = await asyncio.gather(
         *(writer.write(EntityAppend(n, [])) for n in names), return_exceptions=True
     )
-    failed = [n for n, r in zip(names, results, strict=True) if r is not None]
+    failed = [n for n, r in zip(names, results, strict=True) if not isinstance(r, Committed)]
     assert failed == ["bad"]
     assert isinstance(results[13], JournalRejectedError)
     committed = [n for batch in store.batches for n in batch]
     assert sorted(committed) == sorted(n for n in names if n != "bad")
     assert len(store.batches) <= 12  # halving: not one transaction per command
+
+
+def new_events(count: int) -> list[NewEvent]:
+    now = datetime.now(timezone.utc)
+    return [NewEvent(r, "t", now, b"") for r in range(1, count + 1)]
+
+
+async def test_each_write_learns_its_positions_and_the_batch_it_shared() -> None:
+    store = FakeJournalStore()
+    writer = GroupCommitWriter(store, shard=0, epoch=1, max_batch=100)
+    first = await writer.write(EntityAppend("e0", new_events(2)))
+    assert first == Committed(1, 2, 1)
+    results = await asyncio.gather(
+        *(writer.write(EntityAppend(f"e{i}", new_events(i))) for i in (1, 2, 3))
+    )
+    # One transaction after the first: 6 events at positions 3..8, in write order.
+    assert results == [Committed(3, 3, 3), Committed(4, 5, 3), Committed(6, 8, 3)]
+
+
+async def test_a_traced_write_is_a_span_whose_context_is_stored_with_the_events() -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    store = FakeJournalStore()
+    stored: list[str | None] = []
+    append = store.append
+
+    async def keep(shard: int, epoch: int, batch: Sequence[EntityAppend]) -> int:
+        stored.extend(item.trace_context for item in batch)
+        return await append(shard, epoch, batch)
+
+    store.append = keep  # type: ignore[method-assign]
+    writer = GroupCommitWriter(
+        store, shard=3, epoch=1, max_batch=100, instruments=Instruments(provider.get_tracer("t"))
+    )
+    await writer.write(EntityAppend("e0", new_events(2)))
+    (span,) = spans.get_finished_spans()
+    assert span.name == "cos.journal.append"
+    assert dict(span.attributes or {}) == {
+        "cos.shard": 3,
+        "cos.entity_id": "e0",
+        "cos.journal.batch_size": 1,
+        "cos.journal.position.first": 1,
+        "cos.journal.position.last": 2,
+    }
+    context = span.get_span_context()
+    flags = int(context.trace_flags)
+    assert flags & 1  # sampled
+    assert stored == [f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}"]

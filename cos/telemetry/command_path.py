@@ -1,0 +1,228 @@
+"""Spans and metrics around the command path: an interceptor for the calls a node
+answers, and a wrapper around the write handler client for the calls it makes.
+
+    client ──> [TelemetryInterceptor: server span, cos.route] ──> ShardHost ──> Shard
+                                                                   │            │
+                                    PeerClients: cos.forward <─────┘            │
+                     ObservedWriteHandler: HandleCommand, HandleEvent <─────────┘
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from chief_of_state.v1 import service_pb2, writeside_pb2
+from cos.errors import CosError
+from cos.service.status import status_of
+from cos.sharding.commands import CommandHandler, CommandInterceptor, CommandRequest, StateRequest
+from cos.sharding.entity import EntityState
+from cos.sharding.routing import shard_of
+from cos.telemetry.instruments import Instruments
+from cos.writeside.client import HandlerCall, WriteHandler
+
+SERVICE = service_pb2.DESCRIPTOR.services_by_name["ChiefOfStateService"].full_name
+HANDLER_SERVICE = writeside_pb2.DESCRIPTOR.services_by_name["WriteSideHandlerService"].full_name
+
+Reply = TypeVar("Reply")
+Request = TypeVar("Request", writeside_pb2.HandleCommandRequest, writeside_pb2.HandleEventRequest)
+Owner = Callable[[int], "str | None"]
+Call = TypeVar("Call", CommandRequest, StateRequest)
+
+
+def code_of(error: BaseException) -> grpc.StatusCode:
+    """The status a call that raised ``error`` is answered with."""
+    if isinstance(error, CosError):
+        return status_of(error)[0]
+    if isinstance(error, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.INTERNAL
+
+
+def mark_failed(span: Span, code: grpc.StatusCode, error: BaseException) -> None:
+    """The span of a failed call: its gRPC code, and status ERROR with the message."""
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    span.set_status(Status(StatusCode.ERROR, f"{code.name}: {error}"))
+
+
+class TelemetryInterceptor(CommandInterceptor):
+    """The server span of ``ProcessCommand``/``GetState`` (continuing the caller's trace
+    context), the routing span under it, and the command metrics."""
+
+    def __init__(
+        self, next: CommandHandler, *, instruments: Instruments, num_shards: int, owner: Owner
+    ) -> None:
+        super().__init__(next)
+        self._instruments = instruments
+        self._num_shards = num_shards
+        self._owner = owner
+
+    async def process_command(self, request: CommandRequest) -> EntityState:
+        """Run the command inside its spans, and count it."""
+        return await self._observe("ProcessCommand", request, self.next.process_command)
+
+    async def get_state(self, request: StateRequest) -> EntityState:
+        """Read the state inside its spans, and count it."""
+        return await self._observe("GetState", request, self.next.get_state)
+
+    async def _observe(
+        self,
+        method: str,
+        request: Call,
+        call: Callable[[Call], Awaitable[EntityState]],
+    ) -> EntityState:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            if self._instruments.tracer is None:
+                return await call(request)
+            return await self._traced(method, request, call)
+        except BaseException as exc:
+            code = code_of(exc)
+            raise
+        finally:
+            self._count(method, request, code, started)
+
+    async def _traced(
+        self,
+        method: str,
+        request: Call,
+        call: Callable[[Call], Awaitable[EntityState]],
+    ) -> EntityState:
+        tracer = self._instruments.tracer
+        assert tracer is not None  # checked by the caller
+        shard = shard_of(request.entity_id, self._num_shards)
+        with tracer.start_as_current_span(
+            f"{SERVICE}/{method}",
+            context=self._instruments.extract(request.metadata),
+            kind=SpanKind.SERVER,
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.service": SERVICE,
+                "rpc.method": method,
+                "cos.entity_id": request.entity_id,
+                "cos.forwarded": request.forwarded,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as server:
+            try:
+                with tracer.start_as_current_span(
+                    "cos.route",
+                    attributes={"cos.shard": shard, "cos.owner_host": self._owner(shard) or ""},
+                    record_exception=False,
+                    set_status_on_exception=False,
+                ):
+                    result = await call(request)
+            except BaseException as exc:
+                mark_failed(server, code_of(exc), exc)
+                raise
+            server.set_attribute("rpc.grpc.status_code", 0)
+            server.set_attribute("cos.revision", result.revision)
+            return result
+
+    def _count(
+        self,
+        method: str,
+        request: CommandRequest | StateRequest,
+        code: grpc.StatusCode,
+        started: float,
+    ) -> None:
+        metrics = self._instruments.metrics
+        if metrics is None:
+            return
+        labels = {
+            "rpc.system": "grpc",
+            "rpc.service": SERVICE,
+            "rpc.method": method,
+            "rpc.grpc.status_code": code.value[0],
+        }
+        metrics.server_duration.record((time.perf_counter() - started) * 1000, labels)
+        # A forwarded call is counted by the node its client called, not again here.
+        if isinstance(request, CommandRequest) and not request.forwarded:
+            outcome = "ok" if code is grpc.StatusCode.OK else "error"
+            metrics.commands.add(1, {"cos.outcome": outcome, "rpc.grpc.status_code": code.value[0]})
+
+
+class ObservedWriteHandler:
+    """A :class:`cos.writeside.client.WriteHandler` whose calls are client spans (their
+    context sent to the handler in place of the caller's) and are timed."""
+
+    def __init__(self, inner: WriteHandler, *, instruments: Instruments, target: str) -> None:
+        self._inner = inner
+        self._instruments = instruments
+        host, _, port = target.rpartition(":")
+        self._server: dict[str, str | int] = {
+            "server.address": host,
+            "server.port": int(port) if port.isdigit() else 0,
+        }
+
+    async def handle_command(
+        self, request: writeside_pb2.HandleCommandRequest, call: HandlerCall
+    ) -> writeside_pb2.HandleCommandResponse:
+        """``HandleCommand``, observed."""
+        revision = request.prior_event_meta.revision_number
+        return await self._call(
+            "HandleCommand", call, revision, self._inner.handle_command, request
+        )
+
+    async def handle_event(
+        self, request: writeside_pb2.HandleEventRequest, call: HandlerCall
+    ) -> writeside_pb2.HandleEventResponse:
+        """``HandleEvent``, observed."""
+        revision = request.event_meta.revision_number
+        return await self._call("HandleEvent", call, revision, self._inner.handle_event, request)
+
+    async def _call(
+        self,
+        method: str,
+        call: HandlerCall,
+        revision: int,
+        send: Callable[[Request, HandlerCall], Awaitable[Reply]],
+        request: Request,
+    ) -> Reply:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            tracer = self._instruments.tracer
+            if tracer is None:
+                return await send(request, call)
+            with tracer.start_as_current_span(
+                f"{HANDLER_SERVICE}/{method}",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "rpc.system": "grpc",
+                    "rpc.service": HANDLER_SERVICE,
+                    "rpc.method": method,
+                    "cos.revision": revision,
+                    **self._server,
+                },
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                traced = HandlerCall(self._instruments.inject(call.metadata), call.budget_end)
+                try:
+                    return await send(request, traced)
+                except BaseException as exc:
+                    mark_failed(span, code_of(exc), exc)
+                    raise
+        except BaseException as exc:
+            code = code_of(exc)
+            raise
+        finally:
+            metrics = self._instruments.metrics
+            if metrics is not None:
+                metrics.client_duration.record(
+                    (time.perf_counter() - started) * 1000,
+                    {
+                        "rpc.system": "grpc",
+                        "rpc.service": HANDLER_SERVICE,
+                        "rpc.method": method,
+                        "rpc.grpc.status_code": code.value[0],
+                    },
+                )
