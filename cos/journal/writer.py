@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from cos.errors import ConflictError, CosError, JournalRejectedError, JournalUnavailableError
 from cos.journal.store import EntityAppend, JournalStore
 from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments, traceparent
@@ -57,14 +59,18 @@ class GroupCommitWriter:
 
     async def write(self, item: EntityAppend) -> Committed:
         """Return once ``item`` is committed; raise if its transaction failed."""
-        tracer = self._instruments.tracer
-        if tracer is None:
+        instruments = self._instruments
+        if instruments.tracer is None:
             return await self._write(item)
         # A span per command (in the command's trace) rather than per transaction: each
         # trace shows its own wait for the commit, and the batch it shared is an attribute.
-        with tracer.start_as_current_span(
-            "cos.journal.append", attributes={"cos.shard": self._shard}
-        ) as span:
+        span = instruments.child(
+            "cos.journal.append", SpanKind.INTERNAL, {"cos.shard": self._shard}
+        )
+        if span is None:  # the command is not sampled: nothing to link to
+            return await self._write(item)
+        try:
+            # The events keep their command's context, for read-side deliveries to link to.
             committed = await self._write(
                 dataclasses.replace(item, trace_context=traceparent(span))
             )
@@ -73,10 +79,14 @@ class GroupCommitWriter:
                     "cos.journal.batch_size": committed.batch_size,
                     "cos.journal.position.first": committed.first,
                     "cos.journal.position.last": committed.last,
-                    "cos.entity_id": item.entity_id,
                 }
             )
             return committed
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            raise
+        finally:
+            span.end()
 
     async def _write(self, item: EntityAppend) -> Committed:
         future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -110,10 +109,13 @@ class ReadHandlerClient:
             if instruments.tracer is None:
                 failure = await self._send(request, headers)
             else:
-                with self._span(stored) as span:
-                    failure = await self._send(request, instruments.inject(headers))
+                span = self._span(stored)
+                try:
+                    failure = await self._send(request, instruments.inject(headers, span))
                     if failure is not None:
                         span.set_status(Status(StatusCode.ERROR, failure.reason))
+                finally:
+                    span.end()
             return failure
         finally:
             self._count(failure, (time.perf_counter() - started) * 1000)
@@ -129,11 +131,11 @@ class ReadHandlerClient:
             return Failure(str(exc))
         return None if reply.successful else Failure("handler answered successful=false")
 
-    def _span(self, stored: StoredEvent) -> AbstractContextManager[Span]:
+    def _span(self, stored: StoredEvent) -> Span:
         tracer = self._instruments.tracer
         assert tracer is not None
         written_by = span_context_of(stored.trace_context)
-        return tracer.start_as_current_span(
+        return tracer.start_span(
             f"{SERVICE}/HandleReadSide",
             context=Context(),  # a trace of its own, linked to the command's
             kind=SpanKind.CLIENT,

@@ -6,7 +6,7 @@ import logging
 import time
 
 import grpc
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
 from cos.sharding.commands import CommandRequest, StateRequest
@@ -109,20 +109,27 @@ class PeerClients:
             instruments.metrics.forwarded.add(1, {"rpc.method": method})
         if instruments.tracer is None:
             return await self._send(method, route, message, _hop(metadata), timeout)
-        with instruments.tracer.start_as_current_span(
+        span = instruments.child(
             f"cos.forward {method}",
-            kind=SpanKind.CLIENT,
-            attributes={
+            SpanKind.CLIENT,
+            {
                 "rpc.system": "grpc",
                 "rpc.service": SERVICE,
                 "rpc.method": method,
                 "server.address": route.address,
                 "cos.owner_host": route.host_id,
             },
-        ):
-            return await self._send(
-                method, route, message, instruments.inject(_hop(metadata)), timeout
-            )
+        )
+        try:
+            hop = instruments.inject(_hop(metadata), span)  # the owner continues this span
+            return await self._send(method, route, message, hop, timeout)
+        except BaseException as exc:
+            if span is not None:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+            raise
+        finally:
+            if span is not None:
+                span.end()
 
     async def _send(
         self,

@@ -61,7 +61,12 @@ class Shard:
         self._writer = GroupCommitWriter(
             store, number, epoch, settings.journal_max_batch, instruments
         )
-        self._propagated = (*settings.write_side_propagated_headers, *TRACE_HEADERS)
+        # (and the configured propagators' headers, such as b3, when tracing is on)
+        self._propagated = (
+            *settings.write_side_propagated_headers,
+            *TRACE_HEADERS,
+            *sorted(instruments.headers),
+        )
         self._closed = False
         self._inflight = 0
         self._idle = asyncio.Event()

@@ -10,12 +10,20 @@ answers, and a wrapper around the write handler client for the calls it makes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import grpc
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+    set_span_in_context,
+)
 
 from chief_of_state.v1 import service_pb2, writeside_pb2
 from cos.errors import CosError
@@ -96,8 +104,7 @@ class TelemetryInterceptor(CommandInterceptor):
     ) -> EntityState:
         tracer = self._instruments.tracer
         assert tracer is not None  # checked by the caller
-        shard = shard_of(request.entity_id, self._num_shards)
-        with tracer.start_as_current_span(
+        server = tracer.start_span(
             f"{SERVICE}/{method}",
             context=self._instruments.extract(request.metadata),
             kind=SpanKind.SERVER,
@@ -110,21 +117,40 @@ class TelemetryInterceptor(CommandInterceptor):
             },
             record_exception=False,
             set_status_on_exception=False,
-        ) as server:
-            try:
-                with tracer.start_as_current_span(
-                    "cos.route",
-                    attributes={"cos.shard": shard, "cos.owner_host": self._owner(shard) or ""},
-                    record_exception=False,
-                    set_status_on_exception=False,
-                ):
-                    result = await call(request)
-            except BaseException as exc:
-                mark_failed(server, code_of(exc), exc)
-                raise
-            server.set_attribute("rpc.grpc.status_code", 0)
-            server.set_attribute("cos.revision", result.revision)
+        )
+        try:
+            if not server.is_recording():
+                # Not sampled: no other span, and no current one. The unsampled context
+                # still travels on, in the request's headers (to the handler, to the owner).
+                headers = self._instruments.inject(request.metadata, server)
+                return await call(dataclasses.replace(request, metadata=headers))
+            result = await self._routed(tracer, server, request, call)
+            server.set_attributes({"rpc.grpc.status_code": 0, "cos.revision": result.revision})
             return result
+        except BaseException as exc:
+            mark_failed(server, code_of(exc), exc)
+            raise
+        finally:
+            server.end()
+
+    async def _routed(
+        self,
+        tracer: Tracer,
+        server: Span,
+        request: Call,
+        call: Callable[[Call], Awaitable[EntityState]],
+    ) -> EntityState:
+        shard = shard_of(request.entity_id, self._num_shards)
+        # The one span made current: the handler calls, the journal append and the
+        # forward hop below it find their parent through the context.
+        with tracer.start_as_current_span(
+            "cos.route",
+            context=set_span_in_context(server),
+            attributes={"cos.shard": shard, "cos.owner_host": self._owner(shard) or ""},
+            record_exception=False,
+            set_status_on_exception=False,
+        ):
+            return await call(request)
 
     def _count(
         self,
@@ -157,10 +183,7 @@ class ObservedWriteHandler:
         self._inner = inner
         self._instruments = instruments
         host, _, port = target.rpartition(":")
-        self._server: dict[str, str | int] = {
-            "server.address": host,
-            "server.port": int(port) if port.isdigit() else 0,
-        }
+        self._address, self._port = host, int(port) if port.isdigit() else 0
 
     async def handle_command(
         self, request: writeside_pb2.HandleCommandRequest, call: HandlerCall
@@ -188,36 +211,35 @@ class ObservedWriteHandler:
     ) -> Reply:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
+        instruments = self._instruments
+        span = instruments.child(
+            f"{HANDLER_SERVICE}/{method}",
+            SpanKind.CLIENT,
+            {
+                "rpc.system": "grpc",
+                "rpc.service": HANDLER_SERVICE,
+                "rpc.method": method,
+                "server.address": self._address,
+                "server.port": self._port,
+                "cos.revision": revision,
+            },
+        )
         try:
-            tracer = self._instruments.tracer
-            if tracer is None:
-                return await send(request, call)
-            with tracer.start_as_current_span(
-                f"{HANDLER_SERVICE}/{method}",
-                kind=SpanKind.CLIENT,
-                attributes={
-                    "rpc.system": "grpc",
-                    "rpc.service": HANDLER_SERVICE,
-                    "rpc.method": method,
-                    "cos.revision": revision,
-                    **self._server,
-                },
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                traced = HandlerCall(self._instruments.inject(call.metadata), call.budget_end)
-                try:
-                    return await send(request, traced)
-                except BaseException as exc:
-                    mark_failed(span, code_of(exc), exc)
-                    raise
+            if span is not None:
+                # The handler gets this call's context, not the caller's. (Unsampled, the
+                # request's headers already carry the unsampled context.)
+                call = HandlerCall(instruments.inject(call.metadata, span), call.budget_end)
+            return await send(request, call)
         except BaseException as exc:
             code = code_of(exc)
+            if span is not None:
+                mark_failed(span, code, exc)
             raise
         finally:
-            metrics = self._instruments.metrics
-            if metrics is not None:
-                metrics.client_duration.record(
+            if span is not None:
+                span.end()
+            if instruments.metrics is not None:
+                instruments.metrics.client_duration.record(
                     (time.perf_counter() - started) * 1000,
                     {
                         "rpc.system": "grpc",

@@ -8,21 +8,24 @@ command path pays one attribute test.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.propagators.textmap import Getter, Setter, TextMapPropagator
 from opentelemetry.trace import (
-    NonRecordingSpan,
     Span,
     SpanContext,
+    SpanKind,
     TraceFlags,
     Tracer,
     format_span_id,
     format_trace_id,
+    get_current_span,
+    set_span_in_context,
 )
+from opentelemetry.util.types import AttributeValue
 
 Metadata = Sequence[tuple[str, str | bytes]]
 
@@ -168,11 +171,34 @@ class Instruments:
             return None
         return self.propagator.extract(dict(_text(metadata)), getter=_GETTER)
 
-    def inject(self, metadata: Metadata) -> tuple[tuple[str, str | bytes], ...]:
-        """``metadata`` with the current span's context in place of any it carried."""
+    def child(
+        self, name: str, kind: SpanKind, attributes: Mapping[str, AttributeValue]
+    ) -> Span | None:
+        """A span under the current one, not made current (nothing below it needs it
+        current, and attaching costs as much as the span): end it with ``span.end()``.
+        None when tracing is off, or when the trace is not sampled, so an unsampled
+        command makes one span, its server span, whatever the sampling ratio."""
+        if self.tracer is None or not get_current_span().is_recording():
+            return None
+        return self.tracer.start_span(
+            name,
+            kind=kind,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
+    def inject(
+        self, metadata: Metadata, span: Span | None = None
+    ) -> tuple[tuple[str, str | bytes], ...]:
+        """``metadata`` with the context of ``span`` (default: the current span) in place
+        of any it carried."""
         carrier: dict[str, str] = {}
         if self.propagator is not None:
-            self.propagator.inject(carrier, setter=_SETTER)
+            context = None if span is None else set_span_in_context(span)
+            self.propagator.inject(carrier, context=context, setter=_SETTER)
+        if not carrier:  # no span here: whatever context the headers carry goes on
+            return tuple(metadata)
         kept = tuple((k, v) for k, v in metadata if k not in carrier and k not in self.headers)
         return (*kept, *carrier.items())
 
@@ -180,9 +206,10 @@ class Instruments:
 NO_INSTRUMENTS = Instruments()
 
 
-def traceparent(span: Span) -> str | None:
-    """The W3C ``traceparent`` of ``span`` (what the journal stores with its events)."""
-    context = span.get_span_context()
+def traceparent(span: Span | None = None) -> str | None:
+    """The W3C ``traceparent`` of ``span`` (default: the current span), what the journal
+    stores with its events."""
+    context = (span or get_current_span()).get_span_context()
     if not context.is_valid:
         return None
     flags = int(context.trace_flags)
@@ -200,12 +227,6 @@ def span_context_of(value: str | None) -> SpanContext | None:
         return None
     context = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
     return context if context.is_valid else None
-
-
-def remote_parent(value: str | None) -> Span | None:
-    """A non-recording span for a stored context, to link to."""
-    context = span_context_of(value)
-    return None if context is None else NonRecordingSpan(context)
 
 
 def _text(metadata: Metadata) -> Iterable[tuple[str, str]]:

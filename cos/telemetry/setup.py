@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from cos.errors import StartupError
 from cos.telemetry.config import TelemetryConfig
 from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments, Metrics
+from cos.telemetry.offload import PipeSpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +141,10 @@ def _propagator(names: tuple[str, ...]) -> TextMapPropagator:
 
 
 def _tracer_provider(config: TelemetryConfig, resource: Resource) -> TracerProvider:
-    if config.protocol("TRACES") == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
-            OTLPSpanExporter,
-        )
     provider = TracerProvider(resource=resource)  # the sampler: OTEL_TRACES_SAMPLER(_ARG)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    # Batches go to a process of their own to be encoded and sent (cos.telemetry.offload).
+    exporter = PipeSpanExporter(resource, config.protocol("TRACES"))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 

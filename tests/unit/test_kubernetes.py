@@ -74,6 +74,10 @@ class Watching:
         self.task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await self.task
+        # Reports the stopped watch made but no test read (a server may replay the listed
+        # pods as ADDED events) must not be taken for the next watch's.
+        while not self.seen.empty():
+            self.seen.get_nowait()
 
     async def _seen(self, pod: Pod) -> None:
         self.names.append(pod.name)

@@ -106,15 +106,21 @@ async def test_a_traced_write_is_a_span_whose_context_is_stored_with_the_events(
     writer = GroupCommitWriter(
         store, shard=3, epoch=1, max_batch=100, instruments=Instruments(provider.get_tracer("t"))
     )
-    await writer.write(EntityAppend("e0", new_events(2)))
-    (span,) = spans.get_finished_spans()
+    tracer = provider.get_tracer("t")
+    await writer.write(EntityAppend("untraced", new_events(1)))  # no command span: no span
+    assert stored == [None] and not spans.get_finished_spans()
+    stored.clear()
+    with tracer.start_as_current_span("command") as command:
+        await writer.write(EntityAppend("e0", new_events(2)))
+    span, _ = spans.get_finished_spans()
     assert span.name == "cos.journal.append"
+    assert span.parent is not None
+    assert span.parent.span_id == command.get_span_context().span_id
     assert dict(span.attributes or {}) == {
         "cos.shard": 3,
-        "cos.entity_id": "e0",
         "cos.journal.batch_size": 1,
-        "cos.journal.position.first": 1,
-        "cos.journal.position.last": 2,
+        "cos.journal.position.first": 2,
+        "cos.journal.position.last": 3,
     }
     context = span.get_span_context()
     flags = int(context.trace_flags)
