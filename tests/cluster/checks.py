@@ -42,6 +42,7 @@ class Load:
         self.acked: dict[str, set[int]] = defaultdict(set)
         self.errors: Counter[str] = Counter()
         self.said: dict[str, str] = {}  # status code -> the last message with it
+        self.calls = 0  # every call finished, acknowledged or not
         self.targets = list(stubs)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -57,8 +58,10 @@ class Load:
             stub = self.stubs[rng.choice(self.targets)]
             try:
                 reply = await stub.ProcessCommand(request(entity_id, add=[1]), timeout=30)
+                self.calls += 1
                 self.acked[entity_id].add(reply.meta.revision_number)
             except grpc.aio.AioRpcError as exc:
+                self.calls += 1
                 self.errors[exc.code().name] += 1
                 self.said[exc.code().name] = exc.details() or ""
                 if self.pause_on_error:

@@ -258,20 +258,23 @@ async def test_the_chart_forms_scales_rolls_and_uninstalls_without_losing_a_comm
         print(f"deleted pod's shards moved after {time.monotonic() - began:.1f} s")
 
         # A rolling update (a new pod template): pods replaced one at a time.
-        before = load.errors.copy()
+        before, calls_before = load.errors.copy(), load.calls
         began = time.monotonic()
         await asyncio.to_thread(
             installed.helm, "upgrade", "--reuse-values", "--set", "podAnnotations.rolled=yes"
         )
-        rolled = load.errors - before
-        print(f"rolling update: {time.monotonic() - began:.1f} s, client errors {dict(rolled)}")
+        rolled, calls = load.errors - before, load.calls - calls_before
+        print(
+            f"rolling update: {time.monotonic() - began:.1f} s, {calls} calls, "
+            f"client errors {dict(rolled)}"
+        )
         # UNAVAILABLE, retried by clients; and, rarely, gRPC's own CANCELLED for a call caught
         # in a server's stop, which never reached the runtime (docs/architecture.md,
         # "Graceful leave").
         assert set(rolled) <= {"UNAVAILABLE", "CANCELLED"}, (rolled, load.said)
         if rolled["CANCELLED"]:
             assert load.said["CANCELLED"] == "CANCELLED", load.said
-            assert rolled["CANCELLED"] * 100 <= rolled.total(), rolled
+            assert rolled["CANCELLED"] * 100 <= calls, (rolled, calls)  # at most 1 in 100
         assert len(installed.pods()) == 3
         assert sorted(await installed.shards()) == list(range(SHARDS))
     finally:
