@@ -69,6 +69,14 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
 
 
+class ServerProtocol(str, enum.Enum):
+    """``COS_SERVER_PROTOCOL``, as Chief of State's main branch names it."""
+
+    GRPC = "grpc"
+    HTTP = "http"
+    BOTH = "both"
+
+
 class DeploymentMode(str, enum.Enum):
     """``COS_DEPLOYMENT_MODE``, as Chief of State names it."""
 
@@ -250,6 +258,34 @@ class CosSettings(BaseSettings):
     metrics_address: str | None = Field(
         None, description="address the metrics endpoint binds (default: COS_ADDRESS)"
     )
+    subscription_enabled: bool = Field(
+        False, description="serve the Subscribe/SubscribeAll streams (cos.v1 and Chief of State's)"
+    )
+    subscription_buffer: int = Field(
+        1000,
+        gt=0,
+        description="events buffered per subscriber before it catches up from the journal",
+    )
+    server_protocol: ServerProtocol = Field(
+        ServerProtocol.GRPC, description="grpc, http or both: the APIs served (gRPC always)"
+    )
+    http_enabled: bool = Field(
+        False, description="serve the HTTP/JSON API (as COS_SERVER_PROTOCOL=both does)"
+    )
+    http_address: str | None = Field(
+        None, description="address the HTTP/JSON API binds (default: COS_ADDRESS)"
+    )
+    http_port: int = Field(9001, gt=0, lt=65536, description="port of the HTTP/JSON API")
+    proto_descriptors: str | None = Field(
+        None,
+        description="descriptor set file(s) (protoc --descriptor_set_out), comma separated:"
+        " the HTTP API's JSON for those types",
+    )
+    idempotency_window_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="how long a command's x-cos-idempotency-key is remembered, in seconds",
+    )
     cluster_name: str = Field(
         "cos",
         pattern=r"^[A-Za-z0-9_-]{1,40}$",
@@ -409,7 +445,7 @@ class CosSettings(BaseSettings):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
-    @field_validator("deployment_mode", mode="before")
+    @field_validator("deployment_mode", "server_protocol", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -453,6 +489,11 @@ class CosSettings(BaseSettings):
             else None
         )
         return ChannelSettings(self.max_message_bytes, keepalive)
+
+    @property
+    def http_served(self) -> bool:
+        """Whether this node serves the HTTP/JSON API."""
+        return self.http_enabled or self.server_protocol is not ServerProtocol.GRPC
 
     @property
     def logging(self) -> LogSettings:
