@@ -50,6 +50,15 @@ class NotFoundError(CosError):
     """The named entity has no revision yet, or the named thing does not exist."""
 
 
+class OutOfRangeError(CosError):
+    """The request names a position past the end (e.g. a revision the entity has not
+    reached yet); it may become valid later."""
+
+
+class HistoryDeletedError(CosError):
+    """The request names history deleted after a snapshot (COS_JOURNAL_LOGICAL_DELETION)."""
+
+
 class HandlerReplyError(CosError):
     """A handler replied with something the runtime cannot use (e.g. no state)."""
 

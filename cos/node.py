@@ -26,12 +26,14 @@ import grpc
 from chief_of_state.v1 import manager_pb2, service_pb2, service_pb2_grpc
 from cos.breaker import BreakerSettings
 from cos.errors import PortInUseError
+from cos.history.reader import HistoryReader
 from cos.logs import configure_logging
 from cos.postgres import (
     ControlListener,
     DatabaseTarget,
     PoolLimits,
     PostgresDatastore,
+    PostgresHistoryStore,
     PostgresJournalStore,
     PostgresLeaseStore,
     PostgresOffsetStore,
@@ -44,6 +46,7 @@ from cos.service.cluster import ClusterServicer
 from cos.service.command import ChiefOfStateServicer
 from cos.service.decoding import RefuseUndecodable
 from cos.service.health import NodeHealth
+from cos.service.history import HistoryServicer
 from cos.service.manager import ReadSideManagerServicer
 from cos.service.manager import add_to_server as add_manager_to_server
 from cos.service.operator_auth import OperatorAccess, OperatorGate
@@ -61,7 +64,14 @@ from cos.telemetry.instruments import Instruments
 from cos.telemetry.setup import MetricsEndpoint, Telemetry
 from cos.tls import TlsFiles, server_credentials
 from cos.transport import message_limits
-from cos.v1 import cluster_pb2, cluster_pb2_grpc, readside_pb2, readside_pb2_grpc
+from cos.v1 import (
+    cluster_pb2,
+    cluster_pb2_grpc,
+    history_pb2,
+    history_pb2_grpc,
+    readside_pb2,
+    readside_pb2_grpc,
+)
 from cos.writeside.client import WriteHandler, WriteHandlerClient
 
 log = logging.getLogger(__name__)
@@ -123,7 +133,7 @@ class Node:
         self._health = NodeHealth(
             [
                 service.full_name
-                for module in (service_pb2, manager_pb2, cluster_pb2, readside_pb2)
+                for module in (service_pb2, manager_pb2, cluster_pb2, readside_pb2, history_pb2)
                 for service in module.DESCRIPTOR.services_by_name.values()
             ]
         )
@@ -187,7 +197,8 @@ class Node:
                 entities=lambda: host.active_entities,
                 shards=lambda: host.shard_count,
             )
-        server = self._server(host, read_sides, offsets, leases, instruments)
+        history = HistoryReader(PostgresHistoryStore(datastore))
+        server = self._server(host, read_sides, offsets, leases, history, instruments)
         await self._health.starting()
         self._parts = _Parts(datastore, host, read_sides, handler, peers, server, telemetry)
         address = f"{settings.address}:{self._port}"
@@ -253,6 +264,7 @@ class Node:
         read_sides: ReadSideHosting,
         offsets: PostgresOffsetStore,
         leases: PostgresLeaseStore,
+        history: HistoryReader,
         instruments: Instruments,
     ) -> grpc.aio.Server:
         settings = self._settings
@@ -295,6 +307,7 @@ class Node:
         readside_pb2_grpc.add_ReadSideStatusServiceServicer_to_server(
             ReadSideStatusServicer(manager), server
         )
+        history_pb2_grpc.add_HistoryServiceServicer_to_server(HistoryServicer(history), server)
         self._health.add_to_server(server)
         return server
 

@@ -1,6 +1,6 @@
 """PostgreSQL, the one backend: where the database is, the embedded server, migrations,
 the pool (:class:`PostgresDatastore`) and the stores that implement the ports of the
-domain packages (``JournalStore``, ``LeaseStore``, ``OffsetStore``).
+domain packages (``JournalStore``, ``LeaseStore``, ``OffsetStore``, ``HistoryStore``).
 
 Only this package imports asyncpg. Import from here, not from its modules.
 """
@@ -9,6 +9,7 @@ from cos.postgres.control import ControlListener
 from cos.postgres.database import DatabaseTarget, resolve_target, wait_for_database
 from cos.postgres.datastore import PoolLimits, PostgresDatastore
 from cos.postgres.embedded import EmbeddedPostgres
+from cos.postgres.history import PostgresHistoryStore
 from cos.postgres.journal import PostgresJournalStore
 from cos.postgres.layout import ShardCountError, pin_shard_count
 from cos.postgres.leases import PostgresLeaseStore, read_leases
@@ -22,6 +23,7 @@ __all__ = [
     "MigrationError",
     "PoolLimits",
     "PostgresDatastore",
+    "PostgresHistoryStore",
     "PostgresJournalStore",
     "PostgresLeaseStore",
     "PostgresOffsetStore",

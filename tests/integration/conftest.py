@@ -14,6 +14,7 @@ import pytest
 import ray
 
 from chief_of_state.v1 import service_pb2_grpc
+from cos import postgres
 from cos.deploy import NAMESPACE, Runtime, start_runtime
 from cos.postgres import DatabaseTarget
 from cos.settings import CosSettings
@@ -34,6 +35,14 @@ def ray_session() -> None:
             logging_level=logging.WARNING,
             configure_logging=False,
         )
+
+
+@pytest.fixture
+async def datastore(database: DatabaseTarget) -> AsyncIterator[postgres.PostgresDatastore]:
+    """A pool on the test's schema, for tests of the stores themselves."""
+    datastore = await postgres.PostgresDatastore.open(database, postgres.PoolLimits(max_size=4))
+    yield datastore
+    await datastore.close()
 
 
 def runtime_settings(write_handler: int, **overrides: Any) -> CosSettings:

@@ -83,6 +83,7 @@ async def test_health_is_serving_only_between_shard_placement_and_the_hand_over(
             CLIENT_SERVICE,
             "chief_of_state.v1.ReadSideManagerService",
             "cos.v1.ClusterService",
+            "cos.v1.HistoryService",
             "cos.v1.ReadSideStatusService",
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
@@ -12,17 +11,9 @@ import pytest
 
 from cos import postgres
 from cos.journal.store import EntityAppend, NewEvent
-from cos.postgres import DatabaseTarget
 from cos.readside.offsets import Offset, ShardStatus
 
 Stores = tuple[postgres.PostgresOffsetStore, postgres.PostgresJournalStore]
-
-
-@pytest.fixture
-async def datastore(database: DatabaseTarget) -> AsyncIterator[postgres.PostgresDatastore]:
-    datastore = await postgres.PostgresDatastore.open(database, postgres.PoolLimits(max_size=4))
-    yield datastore
-    await datastore.close()
 
 
 @pytest.fixture
