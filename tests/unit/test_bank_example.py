@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import select
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,9 +20,9 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from chief_of_state.v1 import common_pb2, writeside_pb2, writeside_pb2_grpc
+from tests.support import BANK_HANDLERS, bank_handler_args
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "bank"
-NODE_EXAMPLE_DIR = EXAMPLE_DIR.parent / "bank-node"
 STARTUP_TIMEOUT_SECONDS = 30.0
 CALL_TIMEOUT_SECONDS = 10.0
 
@@ -168,28 +167,10 @@ def test_client_formats_error_with_error_info() -> None:
     ]
 
 
-# ---- handler.py over gRPC ----
+# ---- the handlers (examples/bank/handler.py, examples/bank-node/handler.js) over gRPC ----
 
 
-HANDLER_COMMANDS = {
-    "python": [sys.executable, str(EXAMPLE_DIR / "handler.py")],
-    "node": ["node", str(NODE_EXAMPLE_DIR / "handler.js")],
-}
-
-
-def _handler_command(language: str) -> list[str]:
-    # The Node handler must run wherever these tests run: a missing node or an
-    # uninstalled examples/bank-node fails here with the fix, never skips.
-    if language == "node":
-        assert shutil.which("node"), "node is not on PATH: run scripts/install.sh as root"
-        # npm writes this file last, so a half-done install still counts as missing.
-        assert (NODE_EXAMPLE_DIR / "node_modules/.package-lock.json").is_file(), (
-            "examples/bank-node is not installed: run scripts/install.sh (npm ci)"
-        )
-    return [*HANDLER_COMMANDS[language], "--host", "127.0.0.1", "--port", "0"]
-
-
-@pytest.fixture(scope="module", params=sorted(HANDLER_COMMANDS))
+@pytest.fixture(scope="module", params=sorted(BANK_HANDLERS))
 def handler_stub(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[writeside_pb2_grpc.WriteSideHandlerServiceStub]:
@@ -198,7 +179,10 @@ def handler_stub(
     log = tmp_path_factory.mktemp(f"handler-{request.param}") / "stderr.log"
     with log.open("w") as stderr:
         proc = subprocess.Popen(
-            _handler_command(request.param), stdout=subprocess.PIPE, stderr=stderr, text=True
+            bank_handler_args(request.param, "--host", "127.0.0.1", "--port", "0"),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
         )
     assert proc.stdout is not None
     try:
