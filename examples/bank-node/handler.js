@@ -272,8 +272,11 @@ function main(argv) {
       + '  --port PORT  port to bind; 0 picks one\n');
     process.exit(0);
   }
-  if (!/^\d+$/.test(values.port) || Number(values.port) > 65535) {
-    usageError(`argument --port: invalid port value: ${domain.pyRepr(values.port)}`);
+  if (!/^[-+]?\d+$/.test(values.port.trim())) {
+    usageError(`argument --port: invalid int value: ${domain.pyRepr(values.port)}`);
+  }
+  if (Number(values.port) < 0 || Number(values.port) > 65535) {
+    usageError(`argument --port: port out of range: ${values.port}`);
   }
   serve(values.host, Number(values.port));
 }

@@ -201,6 +201,19 @@ def handler_stub(
     assert remaining == ""
 
 
+@pytest.mark.parametrize("language", sorted(BANK_HANDLERS))
+def test_handler_rejects_a_bad_port_with_its_usage(language: str) -> None:
+    done = subprocess.run(
+        bank_handler_args(language, "--port", "x"),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_SECONDS,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: ")
+    assert "error: argument --port: invalid int value: 'x'" in done.stderr
+
+
 OPEN_ALICE = bank_pb2.BankAccount(account_id="acc-1", owner="alice", balance=500)
 
 
