@@ -49,15 +49,19 @@ const REASONS = [
   [domain.BankError, 'INVALID_ARGUMENT', grpc.status.INVALID_ARGUMENT],
 ];
 
+/** A payload that is not the message its type URL names. */
+class DecodeError extends Error {
+  name = 'DecodeError';
+}
+
 /** The protobufjs types of the bank messages and of google.rpc, by full name. */
 function loadMessageTypes() {
   const root = new protobuf.Root();
   const dirs = [BANK_PROTO_DIR, GOOGLE_PROTO_DIR];
   root.resolvePath = (_origin, target) =>
     dirs.map((dir) => path.join(dir, target)).find((file) => fs.existsSync(file)) ?? target;
-  root.loadSync(['bank/v1/bank.proto', 'google/rpc/status.proto', 'google/rpc/error_details.proto'], {
-    keepCase: true,
-  });
+  const files = ['bank/v1/bank.proto', 'google/rpc/status.proto', 'google/rpc/error_details.proto'];
+  root.loadSync(files, { keepCase: true });
   const names = [
     'bank.v1.OpenAccount', 'bank.v1.Deposit', 'bank.v1.Withdraw',
     'bank.v1.AccountOpened', 'bank.v1.MoneyDeposited', 'bank.v1.MoneyWithdrawn',
@@ -89,7 +93,14 @@ function typeName(packed) {
 /** Decode the Any's value as `name`, int64 fields as BigInt. */
 function unpack(packed, name) {
   const type = TYPES[name];
-  const fields = type.toObject(type.decode(packed.value), { longs: String, defaults: true });
+  let decoded;
+  try {
+    decoded = type.decode(packed.value);
+  } catch (exc) {
+    // Worded as Python's protobuf words it: a corrupt payload is no BankError, so UNKNOWN.
+    throw new DecodeError(`Error parsing message with type ${domain.pyRepr(name)}: ${exc.message}`);
+  }
+  const fields = type.toObject(decoded, { longs: String, defaults: true });
   for (const field of type.fieldsArray) {
     if (field.type === 'int64') fields[field.name] = BigInt(fields[field.name]);
   }
@@ -152,7 +163,9 @@ function eventToAny(event) {
   if (event.kind === 'AccountOpened') {
     return pack('bank.v1.AccountOpened', { owner: event.owner, balance: event.balance });
   }
-  if (event.kind === 'MoneyDeposited') return pack('bank.v1.MoneyDeposited', { amount: event.amount });
+  if (event.kind === 'MoneyDeposited') {
+    return pack('bank.v1.MoneyDeposited', { amount: event.amount });
+  }
   return pack('bank.v1.MoneyWithdrawn', { amount: event.amount });
 }
 
@@ -164,7 +177,9 @@ function stateFromAny(packed) {
     return { accountId: account.account_id, owner: account.owner, balance: account.balance };
   }
   if (!packed?.type_url || name === 'google.protobuf.Empty') return null;
-  throw new domain.InvalidCommandError(`unexpected prior state type ${domain.pyRepr(packed.type_url)}`);
+  throw new domain.InvalidCommandError(
+    `unexpected prior state type ${domain.pyRepr(packed.type_url)}`,
+  );
 }
 
 /** Pack a domain account as a bank.v1.BankAccount. */
@@ -185,9 +200,8 @@ function errorStatus(exc) {
     info.metadata.requested = exc.requested.toString();
   }
   const Status = TYPES['google.rpc.Status'];
-  const status = Status.encode(
-    Status.fromObject({ code, message: exc.message, details: [pack('google.rpc.ErrorInfo', info)] }),
-  ).finish();
+  const details = [pack('google.rpc.ErrorInfo', info)];
+  const status = Status.encode(Status.fromObject({ code, message: exc.message, details })).finish();
   const metadata = new grpc.Metadata();
   metadata.set('grpc-status-details-bin', Buffer.from(status));
   return { code, details: exc.message, metadata };
@@ -298,4 +312,11 @@ function address(host, port) {
 
 if (require.main === module) main(process.argv.slice(2));
 
-module.exports = { commandFromAny, eventFromAny, stateFromAny, errorStatus, handleCommand, handleEvent };
+module.exports = {
+  commandFromAny,
+  eventFromAny,
+  stateFromAny,
+  errorStatus,
+  handleCommand,
+  handleEvent,
+};

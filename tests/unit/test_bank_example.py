@@ -433,6 +433,35 @@ def test_handler_rejects_bad_event(
     assert _error_info(caught.value) == (reason, "bank.example", {})
 
 
+def test_handler_corrupt_payload_is_unknown(
+    handler_stub: writeside_pb2_grpc.WriteSideHandlerServiceStub,
+) -> None:
+    corrupt = any_pb2.Any(type_url="type.googleapis.com/bank.v1.Deposit", value=b"\xff\xff")
+    with pytest.raises(grpc.RpcError) as caught:
+        handler_stub.HandleCommand(
+            writeside_pb2.HandleCommandRequest(command=corrupt, prior_state=_pack(OPEN_ALICE)),
+            timeout=CALL_TIMEOUT_SECONDS,
+        )
+    assert caught.value.code() == grpc.StatusCode.UNKNOWN
+    assert "Error parsing message with type 'bank.v1.Deposit'" in caught.value.details()
+
+
+def test_handler_balance_beyond_int64_is_unknown(
+    handler_stub: writeside_pb2_grpc.WriteSideHandlerServiceStub,
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        handler_stub.HandleEvent(
+            writeside_pb2.HandleEventRequest(
+                event=_pack(bank_pb2.MoneyDeposited(amount=1)),
+                prior_state=_pack(bank_pb2.BankAccount(account_id="acc-1", balance=2**63 - 1)),
+                event_meta=common_pb2.MetaData(entity_id="acc-1", revision_number=2),
+            ),
+            timeout=CALL_TIMEOUT_SECONDS,
+        )
+    assert caught.value.code() == grpc.StatusCode.UNKNOWN
+    assert f"Value out of range: {2**63}" in caught.value.details()
+
+
 def _error_info(error: grpc.RpcError) -> tuple[str, str, dict[str, str]]:
     """Reason, domain and metadata of the one ErrorInfo in the call's rich status
     (`from_call` also checks the status's code and message match the call's)."""
