@@ -16,7 +16,7 @@ from cos.postgres.datastore import PostgresDatastore
 # inserted and NULL comes back) and takes the row lock, held until commit. The
 # next append of the shard cannot get positions before this one is visible, so
 # positions are gap-free and in commit order, which read sides rely on.
-_APPEND = """
+_APPEND_EVENTS = """
 WITH lease AS (
     UPDATE cos_shard_leases SET last_position = last_position + $3
     WHERE shard = $1 AND epoch = $2
@@ -32,8 +32,8 @@ WITH lease AS (
                              ord)
     RETURNING 1
 )
-SELECT last_position FROM lease
 """
+_APPEND = _APPEND_EVENTS + "SELECT last_position FROM lease"
 _INSERT_SNAPSHOT = """
 INSERT INTO cos_snapshots (entity_id, revision, created_at, payload)
 VALUES ($1, $2, now(), $3)
@@ -65,23 +65,37 @@ FROM cos_journal WHERE shard = $1 AND position > $2 ORDER BY position LIMIT $3
 """
 
 # -- idempotency keys (migration 0008) -------------------------------------------------------
-# A key's row is written in the transaction of its command's events. An expired row (older
-# than the window) is replaced; a live one is left alone, and the count of rows written
-# tells the append that one of its keys was already taken (a race across a hand-over).
-_REMEMBER = """
-WITH written AS (
-    INSERT INTO cos_idempotency AS i (entity_id, key, command_hash, revision, created_at)
-    SELECT k.entity_id, k.key, k.command_hash, k.revision, now()
-    FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[])
-        AS k(entity_id, key, command_hash, revision)
-    ON CONFLICT (entity_id, key) DO UPDATE
-    SET command_hash = EXCLUDED.command_hash, revision = EXCLUDED.revision,
-        created_at = EXCLUDED.created_at
-    WHERE i.created_at <= now() - make_interval(secs => $5)
-    RETURNING 1
-)
-SELECT count(*) FROM written
+# A key's row is written with its command's events. An expired row (older than the window)
+# is replaced; a live one is left alone, and the count of rows written tells that one of
+# the keys was already taken (a race across a hand-over).
+_WRITE_KEYS = """
+INSERT INTO cos_idempotency AS i (entity_id, key, command_hash, revision, created_at)
+SELECT k.entity_id, k.key, k.command_hash, k.revision, now()
+FROM {source} unnest(${a}::text[], ${b}::text[], ${c}::bytea[], ${d}::bigint[])
+    AS k(entity_id, key, command_hash, revision)
+ON CONFLICT (entity_id, key) DO UPDATE
+SET command_hash = EXCLUDED.command_hash, revision = EXCLUDED.revision,
+    created_at = EXCLUDED.created_at
+WHERE i.created_at <= now() - make_interval(secs => ${e})
+RETURNING 1
 """
+# The append of keyed commands, still one statement (no transaction round trips): a key
+# found taken fails the whole statement through cos_idempotency_key_taken() (a unique
+# violation), so nothing of it is written.
+_APPEND_KEYED = (
+    _APPEND_EVENTS
+    + ", keys AS ("
+    + _WRITE_KEYS.format(source="lease,", a=10, b=11, c=12, d=13, e=14)
+    + """)
+SELECT CASE WHEN (SELECT count(*) FROM keys) = $15 THEN last_position
+            ELSE cos_idempotency_key_taken() END
+FROM lease"""
+)
+_REMEMBER = (
+    "WITH written AS ("
+    + _WRITE_KEYS.format(source="", a=1, b=2, c=3, d=4, e=5)
+    + ") SELECT count(*) FROM written"
+)
 # A no-op command's key has no append to ride on: the lease row, locked in share mode
 # until commit, fences it as the append's UPDATE does.
 _LEASE_SHARED = "SELECT 1 FROM cos_shard_leases WHERE shard = $1 AND epoch = $2 FOR SHARE"
@@ -121,39 +135,33 @@ class PostgresJournalStore:
         count = sum(len(item.events) for item in batch)
         if count == 0:
             return 0
-        args = (shard, epoch, count, *_columns(batch))
+        keyed = [(item.entity_id, item.idempotency) for item in batch if item.idempotency]
+        args: tuple[object, ...]
+        statement, args = _APPEND, (shard, epoch, count, *_columns(batch))
+        if keyed:  # still one statement; a transaction only when a snapshot is due
+            statement = _APPEND_KEYED
+            args = (*args, *self._key_columns(keyed), len(keyed))
         async with self._datastore.errors(f"journal write to shard {shard}"):
-            if any(item.snapshot is not None or item.idempotency for item in batch):
+            if any(item.snapshot is not None for item in batch):
                 async with self._pool.acquire() as conn, conn.transaction():
-                    last = await conn.fetchval(_APPEND, *args)
+                    last = await conn.fetchval(statement, *args)
                     _check_fence(last, shard, epoch)
-                    await self._write_keys(conn, batch)
                     await self._write_snapshots(conn, batch)
             else:
-                last = await self._pool.fetchval(_APPEND, *args)
+                last = await self._pool.fetchval(statement, *args)
                 _check_fence(last, shard, epoch)
         return int(last)
 
-    async def _write_keys(self, conn: asyncpg.Connection, batch: Sequence[EntityAppend]) -> None:
-        keyed = [(item.entity_id, item.idempotency) for item in batch if item.idempotency]
-        if keyed:
-            await self._insert_keys(conn, keyed)
-
-    async def _insert_keys(
-        self, conn: asyncpg.Connection, keyed: Sequence[tuple[str, IdempotencyRecord]]
-    ) -> None:
-        written = await conn.fetchval(
-            _REMEMBER,
+    def _key_columns(
+        self, keyed: Sequence[tuple[str, IdempotencyRecord]]
+    ) -> tuple[list[str], list[str], list[bytes], list[int], float]:
+        return (
             [entity_id for entity_id, _ in keyed],
             [record.key for _, record in keyed],
             [record.command_hash for _, record in keyed],
             [record.revision for _, record in keyed],
             self._window,
         )
-        if written != len(keyed):  # raised inside the transaction: it rolls back
-            raise ConflictError(
-                "an idempotency key of this write is already recorded for its entity"
-            )
 
     async def remember(
         self, shard: int, epoch: int, entity_id: str, record: IdempotencyRecord
@@ -165,7 +173,11 @@ class PostgresJournalStore:
             conn.transaction(),
         ):
             _check_fence(await conn.fetchval(_LEASE_SHARED, shard, epoch), shard, epoch)
-            await self._insert_keys(conn, [(entity_id, record)])
+            written = await conn.fetchval(_REMEMBER, *self._key_columns([(entity_id, record)]))
+            if written != 1:  # raised inside the transaction: it rolls back
+                raise ConflictError(
+                    f"the idempotency key of entity {entity_id!r} is already recorded"
+                )
 
     async def find_idempotency(self, entity_id: str, key: str) -> IdempotencyRecord | None:
         """The record of ``key`` for the entity, unless older than the window."""

@@ -33,7 +33,19 @@ def upgrade() -> None:
     )
     # For the expiry sweep (oldest first, in bounded batches).
     op.execute("CREATE INDEX cos_idempotency_created_at ON cos_idempotency (created_at)")
+    # A keyed append is one statement (cos/postgres/journal.py): when one of its keys is
+    # already recorded, this fails the statement, so none of its events are written.
+    op.execute(
+        """
+        CREATE FUNCTION cos_idempotency_key_taken() RETURNS bigint LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION USING ERRCODE = 'unique_violation',
+                MESSAGE = 'an idempotency key of this write is already recorded for its entity';
+        END $$
+        """
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION cos_idempotency_key_taken()")
     op.execute("DROP TABLE cos_idempotency")

@@ -254,10 +254,14 @@ async def test_a_key_is_written_with_its_events_or_not_at_all(
         ("i", 2),
     ]
     assert await store.find_idempotency("i", "k-1") == first
-    # Keys are per entity: another entity may use the same one.
+    # Keys are per entity: another entity may use the same one (here with a snapshot).
     other = IdempotencyRecord("k-1", b"hash-3", 1)
-    await store.append(11, epoch, [EntityAppend("j", events(1), idempotency=other)])
+    await store.append(
+        11, epoch, [EntityAppend("j", events(1), NewSnapshot(1, b"s"), idempotency=other)]
+    )
     assert await store.find_idempotency("j", "k-1") == other
+    newest = await store.latest("j")
+    assert newest is not None and newest.kind == "snapshot"
 
 
 async def test_a_no_op_commands_key_is_fenced_and_kept_once(
