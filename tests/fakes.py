@@ -27,6 +27,9 @@ class FakeJournalStore:
         # (another writer of the entity got there first).
         self.keys: dict[tuple[str, str], IdempotencyRecord] = {}
         self.recorded_by_another: dict[tuple[str, str], IdempotencyRecord] = {}
+        self.expired: list[int | Exception] = []
+        self.sweeps: list[int] = []
+        self.swept = asyncio.Event()
 
     async def acquire_shards(self, shards: Sequence[int], owner: str) -> dict[int, int]:
         return {shard: 1 for shard in shards}
@@ -62,6 +65,17 @@ class FakeJournalStore:
     async def event_at(self, entity_id: str, revision: int) -> bytes | None:
         return None
 
+    async def forget_expired_keys(self, limit: int) -> int:
+        """Answers from ``expired`` (a count, or an exception to raise) in turn, records
+        each ``limit`` in ``sweeps`` and sets ``swept`` once ``expired`` is used up."""
+        self.sweeps.append(limit)
+        answer = self.expired.pop(0) if self.expired else 0
+        if not self.expired:
+            self.swept.set()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
     async def read_shard(self, shard: int, after: int, limit: int) -> list[StoredEvent]:
         return []
 
@@ -91,6 +105,16 @@ class FakeWriteHandler:
 
     async def close(self) -> None:
         return None
+
+
+class FakePeers:
+    """Peer hosts that are never reached (a host whose shards are all local)."""
+
+    async def forward_command(self, route: object, request: object, timeout: float) -> None:
+        raise AssertionError("nothing is forwarded in this test")
+
+    async def forward_state(self, route: object, request: object, timeout: float) -> None:
+        raise AssertionError("nothing is forwarded in this test")
 
 
 class FakeHost:

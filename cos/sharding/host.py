@@ -42,6 +42,20 @@ _EXPIRY_BATCHES = 10
 Request = CommandRequest | StateRequest
 
 
+async def forget_expired_keys(
+    journal: JournalStore, batch: int = _EXPIRY_BATCH, batches: int = _EXPIRY_BATCHES
+) -> int:
+    """One round of the expired idempotency keys sweep: batches of ``batch`` until one
+    comes back short, ``batches`` at most; returns how many keys went."""
+    gone = 0
+    for _ in range(batches):
+        deleted = await journal.forget_expired_keys(batch)
+        gone += deleted
+        if deleted < batch:
+            break
+    return gone
+
+
 class Peers(Protocol):
     """The other hosts, reached over gRPC (``cos.sharding.forward.PeerClients``)."""
 
@@ -295,9 +309,7 @@ class ShardHost:
         while True:
             await asyncio.sleep(pause)
             try:
-                for _ in range(_EXPIRY_BATCHES):
-                    if await self._journal.forget_expired_keys(_EXPIRY_BATCH) < _EXPIRY_BATCH:
-                        break
+                await forget_expired_keys(self._journal)
             except Exception:
                 log.exception("expired idempotency keys sweep failed")
 
