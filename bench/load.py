@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import math
 import sys
 import time
@@ -41,6 +42,7 @@ from google.protobuf import any_pb2
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
 
 DEPOSIT_AMOUNT = 1
+IDEMPOTENCY_KEY = "x-cos-idempotency-key"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class LoadSettings:
     # Keep every deposit in LoadResult.calls, for benches that look at the calls around
     # an event rather than at a window (bench/cluster.py's hand-overs).
     trace: bool = False
+    # Send every command with a unique x-cos-idempotency-key (what a keyed command costs).
+    keyed: bool = False
 
     def entity_ids(self, worker: int) -> list[str]:
         """The entities worker ``worker`` owns."""
@@ -146,6 +150,8 @@ class _Worker:
         self._ids = entity_ids
         self._timeout = settings.call_timeout
         self._trace = settings.trace
+        # Unique per entity: each entity has one worker, and a worker never repeats a number.
+        self._keys = itertools.count() if settings.keyed else None
         self._window = window
         self._result = result
         self.opened = asyncio.Event()
@@ -190,8 +196,9 @@ class _Worker:
     async def _call(self, entity_id: str, command: any_pb2.Any) -> str | None:
         """Sends one command; the status code name if it failed, None if it succeeded."""
         request = service_pb2.ProcessCommandRequest(entity_id=entity_id, command=command)
+        metadata = () if self._keys is None else ((IDEMPOTENCY_KEY, f"k{next(self._keys)}"),)
         try:
-            await self._stub.ProcessCommand(request, timeout=self._timeout)
+            await self._stub.ProcessCommand(request, timeout=self._timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             return str(exc.code().name)
         return None
@@ -323,6 +330,9 @@ def _parse_args() -> LoadSettings:
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
     parser.add_argument("--entities", type=int, default=1000, help="accounts to spread over")
+    parser.add_argument(
+        "--keyed", action="store_true", help="a unique x-cos-idempotency-key on every command"
+    )
     args = parser.parse_args()
     return LoadSettings(
         target=args.target,
@@ -330,6 +340,7 @@ def _parse_args() -> LoadSettings:
         duration=args.duration,
         warmup=args.warmup,
         entities=args.entities,
+        keyed=args.keyed,
     )
 
 

@@ -6,7 +6,8 @@ until it answers GetState, drives bench/load.py's load, meters the CPU of the ta
 process tree over the measured window, reads every account back to check that acknowledged
 deposits were kept, and stops it. The targets: ``runtime`` (tracing off), ``traced`` and
 ``traced-10`` (the runtime exporting spans of every command, or of one in ten, over
-OTLP/gRPC to bench/otlp_sink.py, a subprocess of its own started with the target), and
+OTLP/gRPC to bench/otlp_sink.py, a subprocess of its own started with the target),
+``runtime-keyed`` (the runtime, every command sent with a unique x-cos-idempotency-key) and
 ``floor`` (bench/floor.py). Prints one row per target, the runtime/floor throughput ratio
 and each traced target's ratios to the runtime. The handler's, PostgreSQL's and the sink's
 CPU count for no target.
@@ -43,7 +44,8 @@ from chief_of_state.v1 import service_pb2, service_pb2_grpc
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 HANDLER_READY = "bank write handler listening on"
-TARGETS = ("runtime", "traced", "traced-10", "floor")  # also the order they run in
+# also the order they run in
+TARGETS = ("runtime", "runtime-keyed", "traced", "traced-10", "floor")
 DEFAULT_TARGETS = ("runtime", "floor")
 # The traced targets and the share of commands each samples (OTEL_TRACES_SAMPLER_ARG).
 SAMPLING = {"traced": "1.0", "traced-10": "0.1"}
@@ -69,10 +71,12 @@ class BenchSettings:
     keep_schemas: bool = False
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cos-bench-")))
 
-    def load(self, target: str) -> LoadSettings:
-        """The load settings for one target."""
+    def load(self, target: str, *, keyed: bool = False) -> LoadSettings:
+        """The load settings for one target (``keyed``: a unique idempotency key on every
+        command)."""
         return LoadSettings(
             target=target,
+            keyed=keyed,
             concurrency=self.concurrency,
             duration=self.duration,
             warmup=self.warmup,
@@ -292,7 +296,8 @@ async def measure(
         meters.target.start()
         await wait_ready(server, target, settings.startup_timeout)
         print(f"{server.name}: ready on {target}; loading", flush=True)
-        result = await run_load(settings.load(target), meters.mark_start, meters.mark_end)
+        load = settings.load(target, keyed=server.name == "runtime-keyed")
+        result = await run_load(load, meters.mark_start, meters.mark_end)
         matched, problems = await check_balances(target, result.balances)
     finally:
         meters.target.stop()

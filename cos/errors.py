@@ -9,6 +9,8 @@
     ├── HandlerCallError          a handler or the owner host answered an error: its own
     │                             status, message and details, passed on unchanged
     ├── ConflictError             a revision already exists               (ABORTED)
+    ├── IdempotencyKeyReusedError an idempotency key came with another command (ALREADY_EXISTS)
+    ├── RevisionMismatchError     the entity is not at the expected revision (FAILED_PRECONDITION)
     ├── JournalRejectedError      the database refused the data for good  (INTERNAL)
     ├── TooLargeError             a message exceeds COS_MAX_MESSAGE_BYTES (RESOURCE_EXHAUSTED)
     ├── DeadlineExceededError     the caller's deadline passed first      (DEADLINE_EXCEEDED)
@@ -79,6 +81,15 @@ class HandlerCallError(CosError):
 
 class ConflictError(CosError):
     """A revision of the entity already exists in the journal."""
+
+
+class IdempotencyKeyReusedError(CosError):
+    """An ``x-cos-idempotency-key`` already applied to the entity came with another command."""
+
+
+class RevisionMismatchError(CosError):
+    """The entity is not at the revision the command's ``x-cos-expected-revision`` names;
+    nothing ran."""
 
 
 class JournalRejectedError(CosError):

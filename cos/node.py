@@ -156,6 +156,7 @@ class Node:
             datastore,
             snapshots_to_retain=settings.num_snapshots_to_retain,
             logical_deletion=settings.journal_logical_deletion,
+            idempotency_window_seconds=settings.idempotency_window_seconds,
         )
         offsets = PostgresOffsetStore(datastore)
         read_sides = ReadSideHosting(

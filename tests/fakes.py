@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from chief_of_state.v1 import writeside_pb2
 from cos.errors import ConflictError, JournalRejectedError
-from cos.journal.store import EntityAppend, Recovered, StoredEvent
+from cos.journal.store import EntityAppend, IdempotencyRecord, Recovered, StoredEvent
 from cos.sharding.report import ShardInfo
 from cos.writeside.client import HandlerCall
 
@@ -22,6 +22,14 @@ class FakeJournalStore:
         self.rejecting: set[str] = set()
         self._delay = delay
         self.position = 0
+        # Idempotency records by (entity id, key); ``recorded_by_another`` ones appear in
+        # ``keys`` when an append of their entity is tried, which then fails as a conflict
+        # (another writer of the entity got there first).
+        self.keys: dict[tuple[str, str], IdempotencyRecord] = {}
+        self.recorded_by_another: dict[tuple[str, str], IdempotencyRecord] = {}
+        self.expired: list[int | Exception] = []
+        self.sweeps: list[int] = []
+        self.swept = asyncio.Event()
 
     async def acquire_shards(self, shards: Sequence[int], owner: str) -> dict[int, int]:
         return {shard: 1 for shard in shards}
@@ -29,6 +37,12 @@ class FakeJournalStore:
     async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> int:
         await asyncio.sleep(self._delay)
         ids = [item.entity_id for item in batch]
+        for item in batch:
+            if item.idempotency is not None:
+                taken = (item.entity_id, item.idempotency.key)
+                if taken in self.recorded_by_another:
+                    self.keys[taken] = self.recorded_by_another.pop(taken)
+                    raise ConflictError(f"key {taken} already recorded")
         if self.conflicting & set(ids):
             raise ConflictError(f"conflict in {ids}")
         if self.rejecting & set(ids):
@@ -39,6 +53,28 @@ class FakeJournalStore:
 
     async def latest(self, entity_id: str) -> Recovered | None:
         return None
+
+    async def remember(
+        self, shard: int, epoch: int, entity_id: str, record: IdempotencyRecord
+    ) -> None:
+        self.keys[(entity_id, record.key)] = record
+
+    async def find_idempotency(self, entity_id: str, key: str) -> IdempotencyRecord | None:
+        return self.keys.get((entity_id, key))
+
+    async def event_at(self, entity_id: str, revision: int) -> bytes | None:
+        return None
+
+    async def forget_expired_keys(self, limit: int) -> int:
+        """Answers from ``expired`` (a count, or an exception to raise) in turn, records
+        each ``limit`` in ``sweeps`` and sets ``swept`` once ``expired`` is used up."""
+        self.sweeps.append(limit)
+        answer = self.expired.pop(0) if self.expired else 0
+        if not self.expired:
+            self.swept.set()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     async def read_shard(self, shard: int, after: int, limit: int) -> list[StoredEvent]:
         return []
@@ -69,6 +105,16 @@ class FakeWriteHandler:
 
     async def close(self) -> None:
         return None
+
+
+class FakePeers:
+    """Peer hosts that are never reached (a host whose shards are all local)."""
+
+    async def forward_command(self, route: object, request: object, timeout: float) -> None:
+        raise AssertionError("nothing is forwarded in this test")
+
+    async def forward_state(self, route: object, request: object, timeout: float) -> None:
+        raise AssertionError("nothing is forwarded in this test")
 
 
 class FakeHost:

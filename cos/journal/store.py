@@ -30,6 +30,17 @@ class NewSnapshot:
 
 
 @dataclass(frozen=True)
+class IdempotencyRecord:
+    """A command applied under an ``x-cos-idempotency-key``: the hash of the command and
+    the revision its reply showed (the entity's revision after it), so a retry can be
+    answered from the journal without running the command again."""
+
+    key: str
+    command_hash: bytes
+    revision: int
+
+
+@dataclass(frozen=True)
 class EntityAppend:
     """The events one command produced for one entity, written atomically."""
 
@@ -39,6 +50,8 @@ class EntityAppend:
     # The W3C ``traceparent`` of the command that wrote them, stored with each event so
     # read-side deliveries can link to the command's trace.
     trace_context: str | None = None
+    # The command's idempotency key, stored in the same transaction as its events.
+    idempotency: IdempotencyRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -74,8 +87,31 @@ class JournalStore(Protocol):
         in batch order), 0 for a batch without events.
 
         Raises FencedError when ``epoch`` is no longer the shard's epoch and
-        ConflictError when an ``(entity_id, revision)`` already exists.
+        ConflictError when an ``(entity_id, revision)`` already exists, or when an
+        append's idempotency key is already recorded for its entity and not expired.
         """
+        ...
+
+    async def remember(
+        self, shard: int, epoch: int, entity_id: str, record: IdempotencyRecord
+    ) -> None:
+        """Record the idempotency key of a command that wrote no event, fenced like an
+        append. Raises FencedError and ConflictError as :meth:`append` does."""
+        ...
+
+    async def find_idempotency(self, entity_id: str, key: str) -> IdempotencyRecord | None:
+        """The record of ``key`` for the entity, or None when there is none or it is older
+        than the store's idempotency window."""
+        ...
+
+    async def event_at(self, entity_id: str, revision: int) -> bytes | None:
+        """The ``EventWrapper`` bytes of the entity's event at ``revision`` (compacted ones
+        included), or None."""
+        ...
+
+    async def forget_expired_keys(self, limit: int) -> int:
+        """Delete at most ``limit`` idempotency records older than the window; returns how
+        many went."""
         ...
 
     async def latest(self, entity_id: str) -> Recovered | None:

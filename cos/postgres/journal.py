@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from cos.errors import FencedError
-from cos.journal.store import EntityAppend, Recovered, StoredEvent
+from cos.errors import ConflictError, FencedError
+from cos.journal.store import EntityAppend, IdempotencyRecord, Recovered, StoredEvent
 from cos.postgres.datastore import PostgresDatastore
 
 # One statement, one round trip. Positions come from the lease row: the UPDATE
@@ -16,7 +16,7 @@ from cos.postgres.datastore import PostgresDatastore
 # inserted and NULL comes back) and takes the row lock, held until commit. The
 # next append of the shard cannot get positions before this one is visible, so
 # positions are gap-free and in commit order, which read sides rely on.
-_APPEND = """
+_APPEND_EVENTS = """
 WITH lease AS (
     UPDATE cos_shard_leases SET last_position = last_position + $3
     WHERE shard = $1 AND epoch = $2
@@ -32,8 +32,8 @@ WITH lease AS (
                              ord)
     RETURNING 1
 )
-SELECT last_position FROM lease
 """
+_APPEND = _APPEND_EVENTS + "SELECT last_position FROM lease"
 _INSERT_SNAPSHOT = """
 INSERT INTO cos_snapshots (entity_id, revision, created_at, payload)
 VALUES ($1, $2, now(), $3)
@@ -64,6 +64,53 @@ SELECT shard, position, entity_id, revision, event_type, created_at, payload, tr
 FROM cos_journal WHERE shard = $1 AND position > $2 ORDER BY position LIMIT $3
 """
 
+# -- idempotency keys (migration 0008) -------------------------------------------------------
+# A key's row is written with its command's events. An expired row (older than the window)
+# is replaced; a live one is left alone, and the count of rows written tells that one of
+# the keys was already taken (a race across a hand-over).
+_WRITE_KEYS = """
+INSERT INTO cos_idempotency AS i (entity_id, key, command_hash, revision, created_at)
+SELECT k.entity_id, k.key, k.command_hash, k.revision, now()
+FROM {source} unnest(${a}::text[], ${b}::text[], ${c}::bytea[], ${d}::bigint[])
+    AS k(entity_id, key, command_hash, revision)
+ON CONFLICT (entity_id, key) DO UPDATE
+SET command_hash = EXCLUDED.command_hash, revision = EXCLUDED.revision,
+    created_at = EXCLUDED.created_at
+WHERE i.created_at <= now() - make_interval(secs => ${e})
+RETURNING 1
+"""
+# The append of keyed commands, still one statement (no transaction round trips): a key
+# found taken fails the whole statement through cos_idempotency_key_taken() (a unique
+# violation), so nothing of it is written.
+_APPEND_KEYED = (
+    _APPEND_EVENTS
+    + ", keys AS ("
+    + _WRITE_KEYS.format(source="lease,", a=10, b=11, c=12, d=13, e=14)
+    + """)
+SELECT CASE WHEN (SELECT count(*) FROM keys) = $15 THEN last_position
+            ELSE cos_idempotency_key_taken() END
+FROM lease"""
+)
+_REMEMBER = (
+    "WITH written AS ("
+    + _WRITE_KEYS.format(source="", a=1, b=2, c=3, d=4, e=5)
+    + ") SELECT count(*) FROM written"
+)
+# A no-op command's key has no append to ride on: the lease row, locked in share mode
+# until commit, fences it as the append's UPDATE does.
+_LEASE_SHARED = "SELECT 1 FROM cos_shard_leases WHERE shard = $1 AND epoch = $2 FOR SHARE"
+_FIND_KEY = """
+SELECT command_hash, revision FROM cos_idempotency
+WHERE entity_id = $1 AND key = $2 AND created_at > now() - make_interval(secs => $3)
+"""
+_EVENT_AT = "SELECT payload FROM cos_journal WHERE entity_id = $1 AND revision = $2"
+# Bounded, and SKIP LOCKED so that nodes sweeping at once do not wait on each other.
+_FORGET_EXPIRED = """
+DELETE FROM cos_idempotency WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM cos_idempotency WHERE created_at <= now() - make_interval(secs => $1)
+    ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))
+"""
+
 
 class PostgresJournalStore:
     """:class:`cos.journal.store.JournalStore` on a schema migrated by alembic."""
@@ -74,11 +121,13 @@ class PostgresJournalStore:
         *,
         snapshots_to_retain: int = 2,
         logical_deletion: bool = False,
+        idempotency_window_seconds: float = 86400.0,
     ) -> None:
         self._datastore = datastore
         self._pool = datastore.pool
         self._retain = snapshots_to_retain
         self._logical_deletion = logical_deletion
+        self._window = idempotency_window_seconds
 
     async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> int:
         """Write the whole batch in one transaction, fenced by the shard's epoch; returns
@@ -86,17 +135,69 @@ class PostgresJournalStore:
         count = sum(len(item.events) for item in batch)
         if count == 0:
             return 0
-        args = (shard, epoch, count, *_columns(batch))
+        keyed = [(item.entity_id, item.idempotency) for item in batch if item.idempotency]
+        args: tuple[object, ...]
+        statement, args = _APPEND, (shard, epoch, count, *_columns(batch))
+        if keyed:  # still one statement; a transaction only when a snapshot is due
+            statement = _APPEND_KEYED
+            args = (*args, *self._key_columns(keyed), len(keyed))
         async with self._datastore.errors(f"journal write to shard {shard}"):
             if any(item.snapshot is not None for item in batch):
                 async with self._pool.acquire() as conn, conn.transaction():
-                    last = await conn.fetchval(_APPEND, *args)
+                    last = await conn.fetchval(statement, *args)
                     _check_fence(last, shard, epoch)
                     await self._write_snapshots(conn, batch)
             else:
-                last = await self._pool.fetchval(_APPEND, *args)
+                last = await self._pool.fetchval(statement, *args)
                 _check_fence(last, shard, epoch)
         return int(last)
+
+    def _key_columns(
+        self, keyed: Sequence[tuple[str, IdempotencyRecord]]
+    ) -> tuple[list[str], list[str], list[bytes], list[int], float]:
+        return (
+            [entity_id for entity_id, _ in keyed],
+            [record.key for _, record in keyed],
+            [record.command_hash for _, record in keyed],
+            [record.revision for _, record in keyed],
+            self._window,
+        )
+
+    async def remember(
+        self, shard: int, epoch: int, entity_id: str, record: IdempotencyRecord
+    ) -> None:
+        """Record the key of a command that wrote no event, fenced by the shard's epoch."""
+        async with (
+            self._datastore.errors(f"idempotency key write to shard {shard}"),
+            self._pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            _check_fence(await conn.fetchval(_LEASE_SHARED, shard, epoch), shard, epoch)
+            written = await conn.fetchval(_REMEMBER, *self._key_columns([(entity_id, record)]))
+            if written != 1:  # raised inside the transaction: it rolls back
+                raise ConflictError(
+                    f"the idempotency key of entity {entity_id!r} is already recorded"
+                )
+
+    async def find_idempotency(self, entity_id: str, key: str) -> IdempotencyRecord | None:
+        """The record of ``key`` for the entity, unless older than the window."""
+        async with self._datastore.errors(f"cannot read the keys of entity {entity_id!r}"):
+            row = await self._pool.fetchrow(_FIND_KEY, entity_id, key, self._window)
+        if row is None:
+            return None
+        return IdempotencyRecord(key, bytes(row["command_hash"]), int(row["revision"]))
+
+    async def event_at(self, entity_id: str, revision: int) -> bytes | None:
+        """The event of the entity at ``revision``, compacted or not."""
+        async with self._datastore.errors(f"cannot read entity {entity_id!r}"):
+            payload = await self._pool.fetchval(_EVENT_AT, entity_id, revision)
+        return None if payload is None else bytes(payload)
+
+    async def forget_expired_keys(self, limit: int) -> int:
+        """Delete at most ``limit`` expired idempotency records, oldest first."""
+        async with self._datastore.errors("cannot delete expired idempotency keys"):
+            done = await self._pool.execute(_FORGET_EXPIRED, self._window, limit)
+        return int(done.split()[-1])
 
     async def _write_snapshots(
         self, conn: asyncpg.Connection, batch: Sequence[EntityAppend]

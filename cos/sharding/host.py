@@ -34,8 +34,26 @@ log = logging.getLogger(__name__)
 _RETRY_PAUSE = 0.05
 _COORDINATOR_TIMEOUT = 30.0
 _ROUTES_TIMEOUT = 1.0
+# Expired idempotency keys: deleted in batches of this size, this many batches a round at
+# most, so a backlog never makes one round long.
+_EXPIRY_BATCH = 1000
+_EXPIRY_BATCHES = 10
 
 Request = CommandRequest | StateRequest
+
+
+async def forget_expired_keys(
+    journal: JournalStore, batch: int = _EXPIRY_BATCH, batches: int = _EXPIRY_BATCHES
+) -> int:
+    """One round of the expired idempotency keys sweep: batches of ``batch`` until one
+    comes back short, ``batches`` at most; returns how many keys went."""
+    gone = 0
+    for _ in range(batches):
+        deleted = await journal.forget_expired_keys(batch)
+        gone += deleted
+        if deleted < batch:
+            break
+    return gone
 
 
 class Peers(Protocol):
@@ -95,13 +113,16 @@ class ShardHost:
         self._coordinator: CoordinatorHandle | None = None
         self._routes_read = 0.0
         self._sweeper: asyncio.Task[None] | None = None
+        self._key_sweeper: asyncio.Task[None] | None = None
         self.fenced_writes = 0
         # Set by the LeaseKeeper while the coordinator does not answer.
         self.coordinator_silent = False
 
     def start(self) -> None:
-        """Start the sweep that drops idle entities from memory."""
+        """Start the sweeps that drop idle entities from memory and expired idempotency
+        keys from the journal."""
         self._sweeper = asyncio.create_task(self._passivate_forever())
+        self._key_sweeper = asyncio.create_task(self._forget_expired_keys_forever())
 
     # -- ownership (called by the coordinator) ---------------------------------------
 
@@ -280,11 +301,24 @@ class ShardHost:
             except Exception:
                 log.exception("passivation sweep failed")
 
+    async def _forget_expired_keys_forever(self) -> None:
+        # Off the command path: a lookup ignores an expired key by itself, and a new use
+        # of the key replaces its row, so this only keeps the table small. Every node
+        # sweeps; SKIP LOCKED keeps them from waiting on each other.
+        pause = min(self._settings.idempotency_window_seconds / 2, 60.0)
+        while True:
+            await asyncio.sleep(pause)
+            try:
+                await forget_expired_keys(self._journal)
+            except Exception:
+                log.exception("expired idempotency keys sweep failed")
+
     async def close(self) -> None:
-        """Stop the sweep and forget the shards (the node has stopped taking calls)."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        """Stop the sweeps and forget the shards (the node has stopped taking calls)."""
+        for task in (self._sweeper, self._key_sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweeper = self._key_sweeper = None
         self._shards.clear()

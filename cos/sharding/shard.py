@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections import OrderedDict
@@ -13,13 +14,23 @@ from datetime import datetime, timezone
 from google.protobuf import any_pb2
 
 from chief_of_state.v1 import writeside_pb2
-from cos.errors import DeadlineExceededError, ShardNotOwnedError, shorten
-from cos.journal.store import JournalStore
+from cos.errors import ConflictError, DeadlineExceededError, ShardNotOwnedError, shorten
+from cos.journal.store import IdempotencyRecord, JournalStore
 from cos.journal.writer import GroupCommitWriter
 from cos.settings import CosSettings
 from cos.sharding import entity as logic
 from cos.sharding.commands import CommandRequest
 from cos.sharding.entity import EntityState, Metadata
+from cos.sharding.guards import (
+    NO_GUARDS,
+    Guards,
+    KeyUse,
+    check_expected_revision,
+    check_same_command,
+    guards_of,
+    needs_event,
+    original_reply,
+)
 from cos.sharding.limits import check_event, check_record_size
 from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
 from cos.writeside.client import HandlerCall, WriteHandler
@@ -87,11 +98,12 @@ class Shard:
 
     async def run(self, request: CommandRequest) -> EntityState:
         """Run the command in the entity's mailbox; returns the state after it."""
+        guards = guards_of(request.metadata, request.command)  # malformed: refused at once
         entity = self._checkout(request.entity_id)
         # Shielded: a caller that goes away must not cut a command between its
         # journal commit and the cache update. The entity is released by the
         # shielded task itself, so it stays in the cache until the work is done.
-        return await asyncio.shield(self._run(entity, request))
+        return await asyncio.shield(self._run(entity, request, guards))
 
     async def state_of(self, entity_id: str) -> EntityState:
         """The entity's state after its last committed command."""
@@ -104,7 +116,7 @@ class Shard:
         finally:
             self._release(entity)
 
-    async def _run(self, entity: _Entity, request: CommandRequest) -> EntityState:
+    async def _run(self, entity: _Entity, request: CommandRequest, guards: Guards) -> EntityState:
         try:
             async with entity.lock:
                 if request.deadline is not None and time.monotonic() >= request.deadline:
@@ -114,12 +126,53 @@ class Shard:
                         f" others of entity {shorten(entity.entity_id)}; it was not run"
                     )
                 current = await self._load(entity)
-                return await self._apply(entity, current, request.command, request.metadata)
+                if guards is NO_GUARDS:
+                    return await self._apply(entity, current, request.command, request.metadata)
+                return await self._guarded(entity, current, request, guards)
         finally:
             self._release(entity)
 
+    # -- guards: idempotency key, then expected revision (cos/sharding/guards.py) ---------
+
+    async def _guarded(
+        self, entity: _Entity, current: EntityState, request: CommandRequest, guards: Guards
+    ) -> EntityState:
+        key = guards.key
+        if key is not None:
+            found = await self._store.find_idempotency(entity.entity_id, key.key)
+            if found is not None:
+                return await self._replay(entity, current, found, key)
+        if guards.expected_revision is not None:
+            check_expected_revision(entity.entity_id, current.revision, guards.expected_revision)
+        try:
+            return await self._apply(entity, current, request.command, request.metadata, key)
+        except ConflictError:
+            if key is None:
+                raise
+            # The key was recorded meanwhile by another writer of the entity (a zombie
+            # owner, a race across a hand-over): its reply is the answer, if it was ours.
+            found = await self._store.find_idempotency(entity.entity_id, key.key)
+            if found is None:
+                raise
+            return await self._replay(entity, await self._load(entity), found, key)
+
+    async def _replay(
+        self, entity: _Entity, current: EntityState, found: IdempotencyRecord, key: KeyUse
+    ) -> EntityState:
+        """The original reply of the command ``found`` records; the handler is not called."""
+        check_same_command(entity.entity_id, found, key)
+        event = None
+        if needs_event(found, current):
+            event = await self._store.event_at(entity.entity_id, found.revision)
+        return original_reply(entity.entity_id, found, current, event)
+
     async def _apply(
-        self, entity: _Entity, current: EntityState, command: any_pb2.Any, metadata: Metadata
+        self,
+        entity: _Entity,
+        current: EntityState,
+        command: any_pb2.Any,
+        metadata: Metadata,
+        key: KeyUse | None = None,
     ) -> EntityState:
         # COS_COMMAND_HANDLER_TIMEOUT is the handler time of the whole command.
         call = HandlerCall(
@@ -134,6 +187,10 @@ class Shard:
         )
         events = logic.events_of(reply)
         if not events:
+            if key is not None:  # a no-op is remembered too: its retry must not run
+                await self._store.remember(
+                    self.number, self.epoch, entity.entity_id, key.at(current.revision)
+                )
             return current
         for number, event in enumerate(events, start=1):
             check_event(event, number)
@@ -158,6 +215,10 @@ class Shard:
         append = logic.build_append(
             entity.entity_id, current.revision, wrappers, self._snapshot_every
         )
+        if key is not None:  # committed with the events, in their transaction
+            append = dataclasses.replace(
+                append, idempotency=key.at(int(wrappers[-1].meta.revision_number))
+            )
         try:
             await self._writer.write(append)
         except BaseException:

@@ -6,7 +6,7 @@ from typing import Any
 
 from google.protobuf import any_pb2, struct_pb2
 
-from chief_of_state.v1 import service_pb2
+from chief_of_state.v1 import service_pb2, service_pb2_grpc
 
 
 def command(**fields: Any) -> any_pb2.Any:
@@ -30,3 +30,15 @@ def struct_of(value: any_pb2.Any) -> dict[str, Any]:
 def state_of(reply: Any) -> dict[str, Any]:
     """The Struct state of a ProcessCommand or GetState reply, as a dict."""
     return struct_of(reply.state)
+
+
+async def send(
+    stub: service_pb2_grpc.ChiefOfStateServiceStub, entity_id: str, *headers: str, **fields: Any
+) -> service_pb2.ProcessCommandResponse:
+    """ProcessCommand of ``request(entity_id, **fields)`` with request headers given as
+    ``"name=value"`` (e.g. ``"x-cos-idempotency-key=k1"``)."""
+    metadata = tuple(tuple(header.split("=", 1)) for header in headers)
+    reply: service_pb2.ProcessCommandResponse = await stub.ProcessCommand(
+        request(entity_id, **fields), metadata=metadata
+    )
+    return reply

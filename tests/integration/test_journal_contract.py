@@ -11,7 +11,13 @@ import asyncpg
 import pytest
 
 from cos.errors import ConflictError, FencedError
-from cos.journal.store import EntityAppend, JournalStore, NewEvent, NewSnapshot
+from cos.journal.store import (
+    EntityAppend,
+    IdempotencyRecord,
+    JournalStore,
+    NewEvent,
+    NewSnapshot,
+)
 from cos.postgres import (
     DatabaseTarget,
     PoolLimits,
@@ -208,3 +214,86 @@ async def test_concurrent_appends_to_one_shard_commit_in_position_order(
         await conn.close()
     assert observed_gaps == []
     assert [e.position for e in await store.read_shard(10, 0, 100)] == list(range(1, 41))
+
+
+# -- idempotency keys --------------------------------------------------------------------
+
+
+async def age_keys(database: DatabaseTarget, seconds: int) -> None:
+    """Make every idempotency record ``seconds`` older (instead of waiting that long)."""
+    conn = await asyncpg.connect(**database.connect_kwargs())
+    try:
+        await conn.execute(
+            "UPDATE cos_idempotency SET created_at = created_at - make_interval(secs => $1)",
+            seconds,
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_key_is_written_with_its_events_or_not_at_all(
+    store: JournalStore, leases: LeaseStore
+) -> None:
+    epoch = (await leases.acquire_shards([11], "a"))[11]
+    first = IdempotencyRecord("k-1", b"hash-1", 2)
+    assert await store.find_idempotency("i", "k-1") is None
+    await store.append(11, epoch, [EntityAppend("i", events(1, 2), idempotency=first)])
+    assert await store.find_idempotency("i", "k-1") == first
+    assert await store.event_at("i", 2) == b"event-2"
+    assert await store.event_at("i", 3) is None
+    # The key taken: the whole transaction fails, the other entity's events too.
+    again = IdempotencyRecord("k-1", b"hash-2", 3)
+    with pytest.raises(ConflictError, match="idempotency key"):
+        await store.append(
+            11,
+            epoch,
+            [EntityAppend("j", events(1)), EntityAppend("i", events(3), idempotency=again)],
+        )
+    assert [(e.entity_id, e.revision) for e in await store.read_shard(11, 0, 10)] == [
+        ("i", 1),
+        ("i", 2),
+    ]
+    assert await store.find_idempotency("i", "k-1") == first
+    # Keys are per entity: another entity may use the same one (here with a snapshot).
+    other = IdempotencyRecord("k-1", b"hash-3", 1)
+    await store.append(
+        11, epoch, [EntityAppend("j", events(1), NewSnapshot(1, b"s"), idempotency=other)]
+    )
+    assert await store.find_idempotency("j", "k-1") == other
+    newest = await store.latest("j")
+    assert newest is not None and newest.kind == "snapshot"
+
+
+async def test_a_no_op_commands_key_is_fenced_and_kept_once(
+    store: JournalStore, leases: LeaseStore
+) -> None:
+    old = (await leases.acquire_shards([12], "zombie"))[12]
+    new = (await leases.acquire_shards([12], "new-owner"))[12]
+    record = IdempotencyRecord("noop", b"hash", 0)
+    with pytest.raises(FencedError):
+        await store.remember(12, old, "n", record)
+    assert await store.find_idempotency("n", "noop") is None
+    await store.remember(12, new, "n", record)
+    assert await store.find_idempotency("n", "noop") == record
+    with pytest.raises(ConflictError):
+        await store.remember(12, new, "n", IdempotencyRecord("noop", b"other", 0))
+    assert await store.find_idempotency("n", "noop") == record
+
+
+async def test_an_expired_key_is_absent_replaced_and_swept(
+    store: JournalStore, leases: LeaseStore, database: DatabaseTarget
+) -> None:
+    epoch = (await leases.acquire_shards([13], "a"))[13]
+    for entity_id in ("x", "y", "z"):
+        record = IdempotencyRecord("k", b"old", 1)
+        await store.append(13, epoch, [EntityAppend(entity_id, events(1), idempotency=record)])
+    assert await store.forget_expired_keys(10) == 0
+    await age_keys(database, 2 * 86400)  # twice the store's window
+    assert await store.find_idempotency("x", "k") is None
+    renewed = IdempotencyRecord("k", b"new", 2)
+    await store.append(13, epoch, [EntityAppend("x", events(2), idempotency=renewed)])
+    assert await store.find_idempotency("x", "k") == renewed
+    assert await store.forget_expired_keys(1) == 1
+    assert await store.forget_expired_keys(10) == 1
+    assert await store.forget_expired_keys(10) == 0
+    assert await store.find_idempotency("x", "k") == renewed

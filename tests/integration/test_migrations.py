@@ -24,7 +24,7 @@ async def test_nodes_migrating_at_once_all_succeed(database_server: DatabaseTarg
             )
         finally:
             await conn.close()
-        assert [row["version_num"] for row in versions] == ["0007"]
+        assert [row["version_num"] for row in versions] == ["0008"]
         assert {row["table_name"] for row in tables} >= {
             "cos_journal",
             "cos_snapshots",

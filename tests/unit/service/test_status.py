@@ -12,9 +12,11 @@ from cos.errors import (
     HandlerCallError,
     HandlerReplyError,
     HostUnreachableError,
+    IdempotencyKeyReusedError,
     InvalidRequestError,
     JournalUnavailableError,
     NotFoundError,
+    RevisionMismatchError,
     ShardNotOwnedError,
 )
 from cos.service.status import status_of
@@ -30,6 +32,8 @@ Code = grpc.StatusCode
         (NotFoundError("x"), Code.NOT_FOUND),
         (HandlerReplyError("x"), Code.INTERNAL),
         (ConflictError("x"), Code.ABORTED),
+        (IdempotencyKeyReusedError("x"), Code.ALREADY_EXISTS),
+        (RevisionMismatchError("x"), Code.FAILED_PRECONDITION),
         (FencedError("x"), Code.UNAVAILABLE),
         (JournalUnavailableError("x"), Code.UNAVAILABLE),
         (HostUnreachableError("x"), Code.UNAVAILABLE),

@@ -2,10 +2,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from google.protobuf import any_pb2, wrappers_pb2
 
+from cos.errors import ConflictError, IdempotencyKeyReusedError
+from cos.journal.store import IdempotencyRecord
 from cos.settings import CosSettings
 from cos.sharding.commands import CommandRequest
+from cos.sharding.entity import initial_state
+from cos.sharding.guards import command_hash
 from cos.sharding.shard import Shard
 from tests.fakes import FakeJournalStore, FakeWriteHandler
 
@@ -76,3 +81,27 @@ async def test_a_cancelled_caller_does_not_release_the_entity_early() -> None:
     handler.gate.set()
     await asyncio.sleep(0.01)
     assert s.passivate(idle_seconds=0, now=10**9) == 1
+
+
+def keyed(entity_id: str, key: str) -> CommandRequest:
+    return CommandRequest(entity_id, command(), (("x-cos-idempotency-key", key),))
+
+
+async def test_a_key_recorded_by_another_writer_meanwhile_gets_its_reply_not_a_write() -> None:
+    store, handler = FakeJournalStore(delay=0), FakeWriteHandler()
+    settings = CosSettings(write_side_host="h", write_side_port=1)
+    s = Shard(0, 1, store, handler, settings, 10)
+    mine = command_hash(command())
+    store.recorded_by_another[("z", "k")] = IdempotencyRecord("k", mine, 0)
+    reply = await s.run(keyed("z", "k"))
+    assert reply.revision == 0 and reply.state == initial_state("z").state
+    assert store.batches == []  # the conflicting append wrote nothing
+    # Recorded with another command: the caller is told so, nothing is written.
+    store.recorded_by_another[("z", "k2")] = IdempotencyRecord("k2", b"other", 0)
+    with pytest.raises(IdempotencyKeyReusedError):
+        await s.run(keyed("z", "k2"))
+    assert store.batches == []
+    # A conflict with no record of the key is passed on (ABORTED: retry).
+    store.conflicting.add("y")
+    with pytest.raises(ConflictError):
+        await s.run(keyed("y", "k"))
