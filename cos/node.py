@@ -28,6 +28,7 @@ from cos.breaker import BreakerSettings
 from cos.errors import PortInUseError
 from cos.logs import configure_logging
 from cos.postgres import (
+    JOURNAL_CHANNEL,
     ControlListener,
     DatabaseTarget,
     PoolLimits,
@@ -48,6 +49,7 @@ from cos.service.manager import ReadSideManagerServicer
 from cos.service.manager import add_to_server as add_manager_to_server
 from cos.service.operator_auth import OperatorAccess, OperatorGate
 from cos.service.readside_status import ReadSideStatusServicer
+from cos.service.subscription import SubscriptionServicer
 from cos.settings import CosSettings
 from cos.sharding.commands import Interceptor, chain
 from cos.sharding.forward import PeerClients
@@ -56,12 +58,20 @@ from cos.sharding.host import ShardHost
 from cos.sharding.keeper import LeaseKeeper
 from cos.sharding.names import host_prefix
 from cos.sharding.report import ShardInfo
+from cos.subscription import CommitWakeups, SubscriptionHub
 from cos.telemetry.command_path import ObservedWriteHandler, TelemetryInterceptor
 from cos.telemetry.instruments import Instruments
 from cos.telemetry.setup import MetricsEndpoint, Telemetry
 from cos.tls import TlsFiles, server_credentials
 from cos.transport import message_limits
-from cos.v1 import cluster_pb2, cluster_pb2_grpc, readside_pb2, readside_pb2_grpc
+from cos.v1 import (
+    cluster_pb2,
+    cluster_pb2_grpc,
+    readside_pb2,
+    readside_pb2_grpc,
+    subscription_pb2,
+    subscription_pb2_grpc,
+)
 from cos.writeside.client import WriteHandler, WriteHandlerClient
 
 log = logging.getLogger(__name__)
@@ -82,6 +92,8 @@ class _Parts:
     telemetry: Telemetry
     control: ControlListener | None = None
     keeper: LeaseKeeper | None = None
+    subscriptions: SubscriptionHub | None = None
+    journal_listener: ControlListener | None = None
 
     async def close_connections(self) -> None:
         """Everything but the server: heartbeat, runners, listener, channels, pool, and
@@ -92,6 +104,10 @@ class _Parts:
         await self.read_sides.stop()
         if self.control is not None:
             await self.control.close()
+        if self.journal_listener is not None:
+            await self.journal_listener.close()
+        if self.subscriptions is not None:
+            await self.subscriptions.close()
         await self.peers.close()
         await self.handler.close()
         await self.datastore.close()
@@ -123,7 +139,13 @@ class Node:
         self._health = NodeHealth(
             [
                 service.full_name
-                for module in (service_pb2, manager_pb2, cluster_pb2, readside_pb2)
+                for module in (
+                    service_pb2,
+                    manager_pb2,
+                    cluster_pb2,
+                    readside_pb2,
+                    subscription_pb2,
+                )
                 for service in module.DESCRIPTOR.services_by_name.values()
             ]
         )
@@ -146,6 +168,7 @@ class Node:
             datastore,
             snapshots_to_retain=settings.num_snapshots_to_retain,
             logical_deletion=settings.journal_logical_deletion,
+            notify=settings.subscription_enabled,  # commands pay nothing when it is off
         )
         offsets = PostgresOffsetStore(datastore)
         read_sides = ReadSideHosting(
@@ -168,6 +191,9 @@ class Node:
             ),
             instruments,
         )
+        subscriptions = None
+        if settings.subscription_enabled:
+            subscriptions = SubscriptionHub(journal, buffer=settings.subscription_buffer)
         handler = WriteHandlerClient(settings)
         peers = PeerClients(settings.channels, settings.tls, instruments)
         leases = PostgresLeaseStore(datastore)
@@ -178,7 +204,9 @@ class Node:
             leases=leases,
             handler=_observed(handler, instruments, settings),
             peers=peers,
-            events=read_sides,
+            events=read_sides
+            if subscriptions is None
+            else CommitWakeups(read_sides, subscriptions),
             instruments=instruments,
         )
         if instruments.metrics is not None:
@@ -187,9 +215,10 @@ class Node:
                 entities=lambda: host.active_entities,
                 shards=lambda: host.shard_count,
             )
-        server = self._server(host, read_sides, offsets, leases, instruments)
+        server = self._server(host, read_sides, offsets, leases, instruments, subscriptions)
         await self._health.starting()
         self._parts = _Parts(datastore, host, read_sides, handler, peers, server, telemetry)
+        self._parts.subscriptions = subscriptions
         address = f"{settings.address}:{self._port}"
         if not _bind(server, address, settings.tls):
             parts, self._parts = self._parts, None
@@ -198,6 +227,12 @@ class Node:
         if read_sides.active:
             self._parts.control = ControlListener(self._target, read_sides.poke)
             await self._parts.control.start()
+        if subscriptions is not None:
+            self._parts.journal_listener = ControlListener(
+                self._target, subscriptions.heard, channel=JOURNAL_CHANNEL
+            )
+            await self._parts.journal_listener.start()
+            subscriptions.start()
         await server.start()
         host.start()
         self._parts.keeper = LeaseKeeper(
@@ -254,6 +289,7 @@ class Node:
         offsets: PostgresOffsetStore,
         leases: PostgresLeaseStore,
         instruments: Instruments,
+        subscriptions: SubscriptionHub | None,
     ) -> grpc.aio.Server:
         settings = self._settings
         manager = ReadSideManager(
@@ -294,6 +330,9 @@ class Node:
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(cluster, server)
         readside_pb2_grpc.add_ReadSideStatusServiceServicer_to_server(
             ReadSideStatusServicer(manager), server
+        )
+        subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(
+            SubscriptionServicer(subscriptions, num_shards=settings.num_shards), server
         )
         self._health.add_to_server(server)
         return server
@@ -359,6 +398,8 @@ class Node:
         parts, self._parts = self._parts, None
         if parts is None:
             return
+        if parts.subscriptions is not None:
+            await parts.subscriptions.close()  # streams never end on their own
         await parts.server.stop(self._settings.shutdown_grace_seconds)
         await parts.close_connections()
 

@@ -34,6 +34,15 @@ WITH lease AS (
 )
 SELECT last_position FROM lease
 """
+# With subscriptions on, the same statement also notifies JOURNAL_CHANNEL (payload: the
+# shard): PostgreSQL delivers it at commit, so listeners on every node wake on committed
+# events only, at no extra round trip. A fenced append (no lease row) notifies nothing.
+JOURNAL_CHANNEL = "cos_journal_commits"
+_APPEND_NOTIFY = _APPEND.replace(
+    "SELECT last_position FROM lease\n",
+    f"SELECT last_position FROM lease, LATERAL (SELECT pg_notify('{JOURNAL_CHANNEL}', $1::text))"
+    " AS notified\n",
+)
 _INSERT_SNAPSHOT = """
 INSERT INTO cos_snapshots (entity_id, revision, created_at, payload)
 VALUES ($1, $2, now(), $3)
@@ -63,6 +72,12 @@ _READ_SHARD = """
 SELECT shard, position, entity_id, revision, event_type, created_at, payload, trace_context
 FROM cos_journal WHERE shard = $1 AND position > $2 ORDER BY position LIMIT $3
 """
+# One entity's events (its UNIQUE(entity_id, revision) index), for subscriptions.
+_READ_ENTITY = """
+SELECT shard, position, entity_id, revision, event_type, created_at, payload, trace_context
+FROM cos_journal WHERE entity_id = $2 AND revision > $4 AND shard = $1 AND position > $3
+ORDER BY revision LIMIT $5
+"""
 
 
 class PostgresJournalStore:
@@ -74,11 +89,13 @@ class PostgresJournalStore:
         *,
         snapshots_to_retain: int = 2,
         logical_deletion: bool = False,
+        notify: bool = False,
     ) -> None:
         self._datastore = datastore
         self._pool = datastore.pool
         self._retain = snapshots_to_retain
         self._logical_deletion = logical_deletion
+        self._append = _APPEND_NOTIFY if notify else _APPEND
 
     async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> int:
         """Write the whole batch in one transaction, fenced by the shard's epoch; returns
@@ -90,11 +107,11 @@ class PostgresJournalStore:
         async with self._datastore.errors(f"journal write to shard {shard}"):
             if any(item.snapshot is not None for item in batch):
                 async with self._pool.acquire() as conn, conn.transaction():
-                    last = await conn.fetchval(_APPEND, *args)
+                    last = await conn.fetchval(self._append, *args)
                     _check_fence(last, shard, epoch)
                     await self._write_snapshots(conn, batch)
             else:
-                last = await self._pool.fetchval(_APPEND, *args)
+                last = await self._pool.fetchval(self._append, *args)
                 _check_fence(last, shard, epoch)
         return int(last)
 
@@ -122,19 +139,18 @@ class PostgresJournalStore:
         """Events of ``shard`` after position ``after``, in position order."""
         async with self._datastore.errors(f"cannot read shard {shard}"):
             rows = await self._pool.fetch(_READ_SHARD, shard, after, limit)
-        return [
-            StoredEvent(
-                shard=int(r["shard"]),
-                position=int(r["position"]),
-                entity_id=str(r["entity_id"]),
-                revision=int(r["revision"]),
-                event_type=str(r["event_type"]),
-                created_at=r["created_at"],
-                payload=bytes(r["payload"]),
-                trace_context=r["trace_context"],
+        return [_stored(r) for r in rows]
+
+    async def read_entity(
+        self, shard: int, entity_id: str, *, after: int, after_revision: int, limit: int
+    ) -> list[StoredEvent]:
+        """Events of ``entity_id`` (in ``shard``) after position ``after`` and revision
+        ``after_revision``, in order."""
+        async with self._datastore.errors(f"cannot read entity {entity_id!r}"):
+            rows = await self._pool.fetch(
+                _READ_ENTITY, shard, entity_id, after, after_revision, limit
             )
-            for r in rows
-        ]
+        return [_stored(r) for r in rows]
 
     async def last_positions(self, shards: Sequence[int]) -> dict[int, int]:
         """The position of the last committed event of each shard (0 for none yet)."""
@@ -145,6 +161,19 @@ class PostgresJournalStore:
             )
         found = {int(r["shard"]): int(r["last_position"]) for r in rows}
         return {shard: found.get(shard, 0) for shard in shards}
+
+
+def _stored(r: asyncpg.Record) -> StoredEvent:
+    return StoredEvent(
+        shard=int(r["shard"]),
+        position=int(r["position"]),
+        entity_id=str(r["entity_id"]),
+        revision=int(r["revision"]),
+        event_type=str(r["event_type"]),
+        created_at=r["created_at"],
+        payload=bytes(r["payload"]),
+        trace_context=r["trace_context"],
+    )
 
 
 def _check_fence(last_position: int | None, shard: int, epoch: int) -> None:

@@ -1,0 +1,13 @@
+"""Durable subscriptions: the journal's events streamed to gRPC clients, resumable from a
+cursor of per-shard positions (``cos.v1.SubscriptionService``)."""
+
+from cos.subscription.hub import CommitWakeups, SubscriptionHub, SubscriptionJournal
+from cos.subscription.start import Subscription, check_cursor
+
+__all__ = [
+    "CommitWakeups",
+    "Subscription",
+    "SubscriptionHub",
+    "SubscriptionJournal",
+    "check_cursor",
+]
