@@ -11,12 +11,15 @@ import asyncpg
 import grpc
 import pytest
 
+from chief_of_state.v1 import service_pb2_grpc
+from cos.postgres import DatabaseTarget
 from cos.service.subscription import NOT_ENABLED
 from cos.sharding.routing import shard_of
-from cos.v1 import subscription_pb2
+from cos.v1 import subscription_pb2, subscription_pb2_grpc
 from tests.integration.commands import request
 from tests.integration.conftest import RunningRuntime, StartRuntime
 from tests.integration.subscriptions import check_order, keys, read, stub_on
+from tests.support import COS, Process, db_env, free_port, serve_env
 
 SHARDS = 4
 
@@ -181,3 +184,52 @@ async def test_a_hundred_subscribers_and_a_slow_one_get_every_event(
         f" with 101 SubscribeAll streams"
         f" {statistics.median(watched):.2f} / {statistics.quantiles(watched, n=10)[-1]:.2f}"
     )
+
+
+def test_a_cursor_resumes_across_a_restart_of_cos_serve(
+    database: DatabaseTarget, write_handler: int
+) -> None:
+    env = serve_env(write_handler, free_port(), COS_SUBSCRIPTION_ENABLED="true", **db_env(database))
+    address = f"127.0.0.1:{env['COS_PORT']}"
+    first = Process([*COS, "serve"], env=env)
+    try:
+        first.wait_for(r"cos serve ready", timeout=180)
+        with grpc.insecure_channel(address) as channel:
+            commands = service_pb2_grpc.ChiefOfStateServiceStub(channel)
+            for i in range(10):
+                commands.ProcessCommand(request(f"r-{i % 3}", add=[i, 1]))
+            stream = sync_stub(channel).SubscribeAll(
+                subscription_pb2.SubscribeAllRequest(from_beginning=True)
+            )
+            received = [next(stream) for _ in range(5)]
+            assert first.stop() == 0, first.output
+            with pytest.raises(grpc.RpcError) as ended:
+                received.extend(stream)  # what was on its way, then the end
+            assert ended.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    finally:
+        first.stop()
+
+    second = Process([*COS, "serve"], env=env)
+    try:
+        second.wait_for(r"cos serve ready", timeout=180)
+        with grpc.insecure_channel(address) as channel:
+            commands = service_pb2_grpc.ChiefOfStateServiceStub(channel)
+            for i in range(6):
+                commands.ProcessCommand(request(f"r-{i % 4}", add=[1]))
+            resumed = sync_stub(channel).SubscribeAll(
+                subscription_pb2.SubscribeAllRequest(after=received[-1].cursor)
+            )
+            rest = [next(resumed) for _ in range(26 - len(received))]
+            resumed.cancel()
+    finally:
+        second.stop()
+    got = keys(received + rest)
+    assert len(got) == len(set(got)) == 26
+    assert set(got) == {
+        (f"r-{e}", r) for e, top in ((0, 10), (1, 8), (2, 7), (3, 1)) for r in range(1, top + 1)
+    }
+    check_order(received + rest)
+
+
+def sync_stub(channel: grpc.Channel) -> subscription_pb2_grpc.SubscriptionServiceStub:
+    return subscription_pb2_grpc.SubscriptionServiceStub(channel)
