@@ -193,7 +193,9 @@ class Node:
         )
         subscriptions = None
         if settings.subscription_enabled:
-            subscriptions = SubscriptionHub(journal, buffer=settings.subscription_buffer)
+            subscriptions = SubscriptionHub(
+                journal, buffer=settings.subscription_buffer, schema=self._target.schema
+            )
         handler = WriteHandlerClient(settings)
         peers = PeerClients(settings.channels, settings.tls, instruments)
         leases = PostgresLeaseStore(datastore)

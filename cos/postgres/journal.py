@@ -34,14 +34,15 @@ WITH lease AS (
 )
 SELECT last_position FROM lease
 """
-# With subscriptions on, the same statement also notifies JOURNAL_CHANNEL (payload: the
-# shard): PostgreSQL delivers it at commit, so listeners on every node wake on committed
-# events only, at no extra round trip. A fenced append (no lease row) notifies nothing.
+# With subscriptions on, the same statement also notifies JOURNAL_CHANNEL (payload:
+# "<schema>:<shard>", as runtimes of other schemas may share the database): PostgreSQL
+# delivers it at commit, so listeners on every node wake on committed events only, at no
+# extra round trip. A fenced append (no lease row) notifies nothing.
 JOURNAL_CHANNEL = "cos_journal_commits"
 _APPEND_NOTIFY = _APPEND.replace(
     "SELECT last_position FROM lease\n",
-    f"SELECT last_position FROM lease, LATERAL (SELECT pg_notify('{JOURNAL_CHANNEL}', $1::text))"
-    " AS notified\n",
+    "SELECT last_position FROM lease, LATERAL (SELECT pg_notify("
+    f"'{JOURNAL_CHANNEL}', current_schema() || ':' || $1::text)) AS notified\n",
 )
 _INSERT_SNAPSHOT = """
 INSERT INTO cos_snapshots (entity_id, revision, created_at, payload)

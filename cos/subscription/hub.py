@@ -151,9 +151,11 @@ class SubscriptionHub:
         journal: SubscriptionJournal,
         *,
         buffer: int,
+        schema: str = "",
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self._journal = journal
+        self._schema = schema  # whose journal notifications are ours
         self._buffer = buffer
         self._poll_seconds = poll_seconds
         self._feeds: dict[int, _ShardFeed] = {}
@@ -179,8 +181,14 @@ class SubscriptionHub:
             self._feeds[shard].wake()
 
     def heard(self, payload: str | None) -> None:
-        """A journal notification (payload: the shard), or None after a lost connection."""
-        self.wake(int(payload) if payload and payload.isdigit() else None)
+        """A journal notification (payload: ``<schema>:<shard>``; another schema's are
+        ignored), or None after a lost connection (every feed wakes)."""
+        if payload is None:
+            self.wake(None)
+            return
+        schema, _, shard = payload.rpartition(":")
+        if schema.lower() == self._schema.lower() and shard.isdigit():
+            self.wake(int(shard))
 
     async def stream(self, subscription: Subscription) -> AsyncIterator[StoredEvent]:
         """The events ``subscription`` asks for, per shard in journal order, without end."""

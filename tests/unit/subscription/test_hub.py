@@ -101,3 +101,23 @@ def test_cursor_checks_name_the_problem() -> None:
         check_cursor([(1, 1)], 2, 2, [0])
     with pytest.raises(InvalidRequestError, match="shard 5 does not exist"):
         check_cursor([(5, 1)], 2, 2, [0, 1])
+
+
+async def test_notifications_of_its_schema_wake_the_feed() -> None:
+    journal = FakeSubscriptionJournal()
+    hub = SubscriptionHub(journal, buffer=10, schema="mine", poll_seconds=3600)
+    hub.start()  # no poll within the test: only notifications wake the feed
+    stream = hub.stream(Subscription({3: 0}))
+    pending = asyncio.create_task(take(stream, 1))
+    journal.add(3, "a")
+    hub.heard("mine:3")
+    assert await pending == [(3, 1)]  # live from here on: the next needs a wake-up
+    journal.add(3, "b")
+    hub.heard("theirs:3")  # another schema's commit
+    hub.heard("mine:3")
+    assert await take(stream, 1) == [(3, 2)]
+    journal.add(3, "c")
+    hub.heard(None)  # the LISTEN connection came back: everything may be new
+    assert await take(stream, 1) == [(3, 3)]
+    await stream.aclose()
+    await hub.close()
