@@ -58,7 +58,7 @@ from cos.sharding.host import ShardHost
 from cos.sharding.keeper import LeaseKeeper
 from cos.sharding.names import host_prefix
 from cos.sharding.report import ShardInfo
-from cos.subscription import CommitWakeups, SubscriptionHub
+from cos.subscription import CommitAnnouncer, CommitWakeups, SubscriptionHub
 from cos.telemetry.command_path import ObservedWriteHandler, TelemetryInterceptor
 from cos.telemetry.instruments import Instruments
 from cos.telemetry.setup import MetricsEndpoint, Telemetry
@@ -93,6 +93,7 @@ class _Parts:
     control: ControlListener | None = None
     keeper: LeaseKeeper | None = None
     subscriptions: SubscriptionHub | None = None
+    announcer: CommitAnnouncer | None = None
     journal_listener: ControlListener | None = None
 
     async def close_connections(self) -> None:
@@ -108,6 +109,8 @@ class _Parts:
             await self.journal_listener.close()
         if self.subscriptions is not None:
             await self.subscriptions.close()
+        if self.announcer is not None:
+            await self.announcer.close()
         await self.peers.close()
         await self.handler.close()
         await self.datastore.close()
@@ -168,7 +171,6 @@ class Node:
             datastore,
             snapshots_to_retain=settings.num_snapshots_to_retain,
             logical_deletion=settings.journal_logical_deletion,
-            notify=settings.subscription_enabled,  # commands pay nothing when it is off
         )
         offsets = PostgresOffsetStore(datastore)
         read_sides = ReadSideHosting(
@@ -191,11 +193,12 @@ class Node:
             ),
             instruments,
         )
-        subscriptions = None
+        subscriptions = announcer = None
         if settings.subscription_enabled:
             subscriptions = SubscriptionHub(
                 journal, buffer=settings.subscription_buffer, schema=self._target.schema
             )
+            announcer = CommitAnnouncer(journal)
         handler = WriteHandlerClient(settings)
         peers = PeerClients(settings.channels, settings.tls, instruments)
         leases = PostgresLeaseStore(datastore)
@@ -207,8 +210,8 @@ class Node:
             handler=_observed(handler, instruments, settings),
             peers=peers,
             events=read_sides
-            if subscriptions is None
-            else CommitWakeups(read_sides, subscriptions),
+            if subscriptions is None or announcer is None
+            else CommitWakeups(read_sides, subscriptions, announcer),
             instruments=instruments,
         )
         if instruments.metrics is not None:
@@ -220,7 +223,7 @@ class Node:
         server = self._server(host, read_sides, offsets, leases, instruments, subscriptions)
         await self._health.starting()
         self._parts = _Parts(datastore, host, read_sides, handler, peers, server, telemetry)
-        self._parts.subscriptions = subscriptions
+        self._parts.subscriptions, self._parts.announcer = subscriptions, announcer
         address = f"{settings.address}:{self._port}"
         if not _bind(server, address, settings.tls):
             parts, self._parts = self._parts, None
@@ -229,12 +232,13 @@ class Node:
         if read_sides.active:
             self._parts.control = ControlListener(self._target, read_sides.poke)
             await self._parts.control.start()
-        if subscriptions is not None:
+        if subscriptions is not None and announcer is not None:
             self._parts.journal_listener = ControlListener(
                 self._target, subscriptions.heard, channel=JOURNAL_CHANNEL
             )
             await self._parts.journal_listener.start()
             subscriptions.start()
+            announcer.start()
         await server.start()
         host.start()
         self._parts.keeper = LeaseKeeper(

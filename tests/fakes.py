@@ -144,3 +144,18 @@ class FakeSubscriptionJournal:
 
     async def last_positions(self, shards: Sequence[int]) -> dict[int, int]:
         return {shard: len(self.shards.get(shard, [])) for shard in shards}
+
+
+class FakeAnnouncing:
+    """Records each announcement; holds the first until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[int]] = []
+        self.release = asyncio.Event()
+        self.arrived = asyncio.Event()
+
+    async def announce(self, shards: Sequence[int]) -> None:
+        self.sent.append(list(shards))
+        self.arrived.set()
+        if len(self.sent) == 1:
+            await self.release.wait()

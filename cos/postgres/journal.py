@@ -34,16 +34,13 @@ WITH lease AS (
 )
 SELECT last_position FROM lease
 """
-# With subscriptions on, the same statement also notifies JOURNAL_CHANNEL (payload:
-# "<schema>:<shard>", as runtimes of other schemas may share the database): PostgreSQL
-# delivers it at commit, so listeners on every node wake on committed events only, at no
-# extra round trip. A fenced append (no lease row) notifies nothing.
+# Sent after the commits it announces, by its own statement: a NOTIFY inside the append's
+# transaction takes PostgreSQL's notification lock at commit, which serialized the commits
+# of all shards (measured: half the appends per second with 16 concurrent shards).
 JOURNAL_CHANNEL = "cos_journal_commits"
-_APPEND_NOTIFY = _APPEND.replace(
-    "SELECT last_position FROM lease\n",
-    "SELECT last_position FROM lease, LATERAL (SELECT pg_notify("
-    f"'{JOURNAL_CHANNEL}', current_schema() || ':' || $1::text)) AS notified\n",
-)
+_ANNOUNCE = """
+SELECT pg_notify($1, current_schema() || ':' || shard::text) FROM unnest($2::int[]) AS shard
+"""
 _INSERT_SNAPSHOT = """
 INSERT INTO cos_snapshots (entity_id, revision, created_at, payload)
 VALUES ($1, $2, now(), $3)
@@ -90,13 +87,11 @@ class PostgresJournalStore:
         *,
         snapshots_to_retain: int = 2,
         logical_deletion: bool = False,
-        notify: bool = False,
     ) -> None:
         self._datastore = datastore
         self._pool = datastore.pool
         self._retain = snapshots_to_retain
         self._logical_deletion = logical_deletion
-        self._append = _APPEND_NOTIFY if notify else _APPEND
 
     async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> int:
         """Write the whole batch in one transaction, fenced by the shard's epoch; returns
@@ -108,11 +103,11 @@ class PostgresJournalStore:
         async with self._datastore.errors(f"journal write to shard {shard}"):
             if any(item.snapshot is not None for item in batch):
                 async with self._pool.acquire() as conn, conn.transaction():
-                    last = await conn.fetchval(self._append, *args)
+                    last = await conn.fetchval(_APPEND, *args)
                     _check_fence(last, shard, epoch)
                     await self._write_snapshots(conn, batch)
             else:
-                last = await self._pool.fetchval(self._append, *args)
+                last = await self._pool.fetchval(_APPEND, *args)
                 _check_fence(last, shard, epoch)
         return int(last)
 
@@ -152,6 +147,13 @@ class PostgresJournalStore:
                 _READ_ENTITY, shard, entity_id, after, after_revision, limit
             )
         return [_stored(r) for r in rows]
+
+    async def announce(self, shards: Sequence[int]) -> None:
+        """Tell every node's listener that ``shards`` have new committed events: one
+        ``NOTIFY`` on :data:`JOURNAL_CHANNEL` per shard (payload ``<schema>:<shard>``, as
+        runtimes of other schemas may share the database), in one statement."""
+        async with self._datastore.errors("cannot announce journal commits"):
+            await self._pool.execute(_ANNOUNCE, JOURNAL_CHANNEL, list(shards))
 
     async def last_positions(self, shards: Sequence[int]) -> dict[int, int]:
         """The position of the last committed event of each shard (0 for none yet)."""

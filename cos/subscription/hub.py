@@ -1,8 +1,8 @@
 """The subscriptions of one node: one journal reader per shard, shared by its subscribers.
 
     commit signal (own shards) ─┐
-    NOTIFY (any node's commits) ├─> _ShardFeed.wake ─> read_shard ─> each subscriber's queue
-    safety poll ────────────────┘                                      (bounded)
+    NOTIFY (other nodes' commits, see announce.py) ├─> _ShardFeed.wake ─> read_shard ─>
+    safety poll ────────────────┘                each subscriber's queue (bounded)
 
 A subscriber's stream reads the journal itself from its cursor until it is at the head
 (catch-up), then takes events from its queue. Positions are gap-free per shard, so the
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from typing import Protocol
@@ -42,14 +41,6 @@ class SubscriptionJournal(Protocol):
     ) -> list[StoredEvent]: ...
 
     async def last_positions(self, shards: Sequence[int]) -> dict[int, int]: ...
-
-
-class CommitSource(Protocol):
-    """A shard, as the hub sees it: its number, and a signal after each commit."""
-
-    number: int
-
-    def add_commit_listener(self, listener: Callable[[], None]) -> None: ...
 
 
 class _Subscriber:
@@ -306,29 +297,3 @@ class SubscriptionHub:
                 await self._poller
         feeds, self._feeds = list(self._feeds.values()), {}
         await asyncio.gather(*(feed.stopped() for feed in feeds))
-
-
-class CommitWakeups:
-    """The host's :class:`cos.sharding.host.ShardEvents`: passes shard starts and stops on
-    to ``inner`` (the read sides) and wakes the hub's feeds on the commits of the shards
-    served here, without waiting for the notification's round trip."""
-
-    def __init__(self, inner: ShardEventsLike, hub: SubscriptionHub) -> None:
-        self._inner = inner
-        self._hub = hub
-
-    async def shards_started(self, shards: Sequence[CommitSource]) -> None:
-        for shard in shards:
-            shard.add_commit_listener(functools.partial(self._hub.wake, shard.number))
-        await self._inner.shards_started(shards)
-
-    async def shards_stopped(self, shards: Sequence[int]) -> None:
-        await self._inner.shards_stopped(shards)
-
-
-class ShardEventsLike(Protocol):
-    """What :class:`CommitWakeups` passes the shards on to."""
-
-    async def shards_started(self, shards: Sequence[CommitSource]) -> None: ...
-
-    async def shards_stopped(self, shards: Sequence[int]) -> None: ...

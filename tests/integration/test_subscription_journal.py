@@ -1,5 +1,5 @@
-"""What subscriptions need of the PostgreSQL journal: a NOTIFY at commit from the append
-only when asked for (and none from a fenced one), and reads of one entity's events."""
+"""What subscriptions need of the PostgreSQL journal: announcements of commits heard by
+every listener (and none from the append itself), and reads of one entity's events."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cos.errors import FencedError
 from cos.journal.store import EntityAppend
 from cos.postgres import (
     JOURNAL_CHANNEL,
@@ -29,23 +28,21 @@ async def datastore(database: DatabaseTarget) -> AsyncIterator[PostgresDatastore
     await datastore.close()
 
 
-async def test_the_append_notifies_at_commit_only_when_subscriptions_are_on(
+async def test_announce_notifies_every_listener_and_an_append_alone_does_not(
     database: DatabaseTarget, datastore: PostgresDatastore
 ) -> None:
     heard: asyncio.Queue[str | None] = asyncio.Queue()
     listener = ControlListener(database, heard.put_nowait, channel=JOURNAL_CHANNEL)
     await listener.start()
     try:
-        epochs = await PostgresLeaseStore(datastore).acquire_shards([0, 1, 2], "me")
-        on = PostgresJournalStore(datastore, notify=True)
-        off = PostgresJournalStore(datastore)
-        await on.append(2, epochs[2], [EntityAppend("a", events(1))])
-        assert await heard.get() == f"{database.schema}:2"
-        await off.append(1, epochs[1], [EntityAppend("b", events(1))])
-        with pytest.raises(FencedError):
-            await on.append(0, epochs[0] - 1, [EntityAppend("c", events(1))])
-        await on.append(0, epochs[0], [EntityAppend("d", events(1))])
-        assert await heard.get() == f"{database.schema}:0"  # nothing from the two before
+        epochs = await PostgresLeaseStore(datastore).acquire_shards([2], "me")
+        journal = PostgresJournalStore(datastore)
+        await journal.append(2, epochs[2], [EntityAppend("a", events(1))])
+        await journal.announce([2, 0])
+        assert await heard.get() == f"{database.schema}:2"  # not the append's: it sends none
+        assert await heard.get() == f"{database.schema}:0"
+        await journal.announce([1])
+        assert await heard.get() == f"{database.schema}:1"
         assert heard.empty()
     finally:
         await listener.close()
