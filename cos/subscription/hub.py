@@ -1,8 +1,8 @@
 """The subscriptions of one node: one journal reader per shard, shared by its subscribers.
 
-    commit signal (own shards) ─┐
-    NOTIFY (other nodes' commits, see announce.py) ├─> _ShardFeed.wake ─> read_shard ─>
-    safety poll ────────────────┘                each subscriber's queue (bounded)
+    commit signal (shards served here) ──┐
+    NOTIFY (other nodes' commits) ───────┼─> _ShardFeed.wake ─> read_shard ─> the queue of
+    safety poll (1 s) ───────────────────┘                      each subscriber (bounded)
 
 A subscriber's stream reads the journal itself from its cursor until it is at the head
 (catch-up), then takes events from its queue. Positions are gap-free per shard, so the
