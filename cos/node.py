@@ -29,6 +29,7 @@ from cos.errors import PortInUseError
 from cos.history.reader import HistoryReader
 from cos.logs import configure_logging
 from cos.postgres import (
+    JOURNAL_CHANNEL,
     ControlListener,
     DatabaseTarget,
     PoolLimits,
@@ -51,6 +52,7 @@ from cos.service.manager import ReadSideManagerServicer
 from cos.service.manager import add_to_server as add_manager_to_server
 from cos.service.operator_auth import OperatorAccess, OperatorGate
 from cos.service.readside_status import ReadSideStatusServicer
+from cos.service.subscription import SubscriptionServicer
 from cos.settings import CosSettings
 from cos.sharding.commands import Interceptor, chain
 from cos.sharding.forward import PeerClients
@@ -59,6 +61,7 @@ from cos.sharding.host import ShardHost
 from cos.sharding.keeper import LeaseKeeper
 from cos.sharding.names import host_prefix
 from cos.sharding.report import ShardInfo
+from cos.subscription import CommitAnnouncer, CommitWakeups, SubscriptionHub
 from cos.telemetry.command_path import ObservedWriteHandler, TelemetryInterceptor
 from cos.telemetry.instruments import Instruments
 from cos.telemetry.setup import MetricsEndpoint, Telemetry
@@ -71,6 +74,8 @@ from cos.v1 import (
     history_pb2_grpc,
     readside_pb2,
     readside_pb2_grpc,
+    subscription_pb2,
+    subscription_pb2_grpc,
 )
 from cos.writeside.client import WriteHandler, WriteHandlerClient
 
@@ -92,6 +97,9 @@ class _Parts:
     telemetry: Telemetry
     control: ControlListener | None = None
     keeper: LeaseKeeper | None = None
+    subscriptions: SubscriptionHub | None = None
+    announcer: CommitAnnouncer | None = None
+    journal_listener: ControlListener | None = None
 
     async def close_connections(self) -> None:
         """Everything but the server: heartbeat, runners, listener, channels, pool, and
@@ -102,6 +110,12 @@ class _Parts:
         await self.read_sides.stop()
         if self.control is not None:
             await self.control.close()
+        if self.journal_listener is not None:
+            await self.journal_listener.close()
+        if self.subscriptions is not None:
+            await self.subscriptions.close()
+        if self.announcer is not None:
+            await self.announcer.close()
         await self.peers.close()
         await self.handler.close()
         await self.datastore.close()
@@ -133,7 +147,14 @@ class Node:
         self._health = NodeHealth(
             [
                 service.full_name
-                for module in (service_pb2, manager_pb2, cluster_pb2, readside_pb2, history_pb2)
+                for module in (
+                    service_pb2,
+                    manager_pb2,
+                    cluster_pb2,
+                    readside_pb2,
+                    history_pb2,
+                    subscription_pb2,
+                )
                 for service in module.DESCRIPTOR.services_by_name.values()
             ]
         )
@@ -179,6 +200,12 @@ class Node:
             ),
             instruments,
         )
+        subscriptions = announcer = None
+        if settings.subscription_enabled:
+            subscriptions = SubscriptionHub(
+                journal, buffer=settings.subscription_buffer, schema=self._target.schema
+            )
+            announcer = CommitAnnouncer(journal)
         handler = WriteHandlerClient(settings)
         peers = PeerClients(settings.channels, settings.tls, instruments)
         leases = PostgresLeaseStore(datastore)
@@ -189,7 +216,9 @@ class Node:
             leases=leases,
             handler=_observed(handler, instruments, settings),
             peers=peers,
-            events=read_sides,
+            events=read_sides
+            if subscriptions is None or announcer is None
+            else CommitWakeups(read_sides, subscriptions, announcer),
             instruments=instruments,
         )
         if instruments.metrics is not None:
@@ -199,9 +228,12 @@ class Node:
                 shards=lambda: host.shard_count,
             )
         history = HistoryReader(PostgresHistoryStore(datastore))
-        server = self._server(host, read_sides, offsets, leases, history, instruments)
+        server = self._server(
+            host, read_sides, offsets, leases, history, instruments, subscriptions
+        )
         await self._health.starting()
         self._parts = _Parts(datastore, host, read_sides, handler, peers, server, telemetry)
+        self._parts.subscriptions, self._parts.announcer = subscriptions, announcer
         address = f"{settings.address}:{self._port}"
         if not _bind(server, address, settings.tls):
             parts, self._parts = self._parts, None
@@ -210,6 +242,13 @@ class Node:
         if read_sides.active:
             self._parts.control = ControlListener(self._target, read_sides.poke)
             await self._parts.control.start()
+        if subscriptions is not None and announcer is not None:
+            self._parts.journal_listener = ControlListener(
+                self._target, subscriptions.heard, channel=JOURNAL_CHANNEL
+            )
+            await self._parts.journal_listener.start()
+            subscriptions.start()
+            announcer.start()
         await server.start()
         host.start()
         self._parts.keeper = LeaseKeeper(
@@ -267,6 +306,7 @@ class Node:
         leases: PostgresLeaseStore,
         history: HistoryReader,
         instruments: Instruments,
+        subscriptions: SubscriptionHub | None,
     ) -> grpc.aio.Server:
         settings = self._settings
         manager = ReadSideManager(
@@ -309,6 +349,9 @@ class Node:
             ReadSideStatusServicer(manager), server
         )
         history_pb2_grpc.add_HistoryServiceServicer_to_server(HistoryServicer(history), server)
+        subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(
+            SubscriptionServicer(subscriptions, num_shards=settings.num_shards), server
+        )
         self._health.add_to_server(server)
         return server
 
@@ -373,6 +416,8 @@ class Node:
         parts, self._parts = self._parts, None
         if parts is None:
             return
+        if parts.subscriptions is not None:
+            await parts.subscriptions.close()  # streams never end on their own
         await parts.server.stop(self._settings.shutdown_grace_seconds)
         await parts.close_connections()
 

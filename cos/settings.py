@@ -259,7 +259,7 @@ class CosSettings(BaseSettings):
         None, description="address the metrics endpoint binds (default: COS_ADDRESS)"
     )
     subscription_enabled: bool = Field(
-        False, description="serve the Subscribe/SubscribeAll streams (cos.v1 and Chief of State's)"
+        False, description="serve the Subscribe/SubscribeAll streams of cos.v1.SubscriptionService"
     )
     subscription_buffer: int = Field(
         1000,

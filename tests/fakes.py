@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 from chief_of_state.v1 import writeside_pb2
 from cos.errors import ConflictError, JournalRejectedError
@@ -150,3 +151,57 @@ class FakeHost:
         if self.silent:
             await asyncio.sleep(3600)
         return [ShardInfo(s, e, self.active + s) for s, e in sorted(self.owned.items())]
+
+
+class FakeSubscriptionJournal:
+    """An in-memory journal for :class:`cos.subscription.SubscriptionHub`: ``add`` commits
+    one event with the shard's next position."""
+
+    def __init__(self) -> None:
+        self.shards: dict[int, list[StoredEvent]] = {}
+        self._revisions: dict[str, int] = {}
+
+    def add(self, shard: int, entity_id: str) -> StoredEvent:
+        events = self.shards.setdefault(shard, [])
+        revision = self._revisions[entity_id] = self._revisions.get(entity_id, 0) + 1
+        event = StoredEvent(
+            shard=shard,
+            position=len(events) + 1,
+            entity_id=entity_id,
+            revision=revision,
+            event_type="test",
+            created_at=datetime.now(timezone.utc),
+            payload=b"",
+        )
+        events.append(event)
+        return event
+
+    async def read_shard(self, shard: int, after: int, limit: int) -> list[StoredEvent]:
+        await asyncio.sleep(0)
+        return self.shards.get(shard, [])[after : after + limit]
+
+    async def read_entity(
+        self, shard: int, entity_id: str, *, after: int, after_revision: int, limit: int
+    ) -> list[StoredEvent]:
+        await asyncio.sleep(0)
+        events = self.shards.get(shard, [])[after:]
+        found = [e for e in events if e.entity_id == entity_id and e.revision > after_revision]
+        return found[:limit]
+
+    async def last_positions(self, shards: Sequence[int]) -> dict[int, int]:
+        return {shard: len(self.shards.get(shard, [])) for shard in shards}
+
+
+class FakeAnnouncing:
+    """Records each announcement; holds the first until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[int]] = []
+        self.release = asyncio.Event()
+        self.arrived = asyncio.Event()
+
+    async def announce(self, shards: Sequence[int]) -> None:
+        self.sent.append(list(shards))
+        self.arrived.set()
+        if len(self.sent) == 1:
+            await self.release.wait()

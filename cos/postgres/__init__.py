@@ -10,13 +10,14 @@ from cos.postgres.database import DatabaseTarget, resolve_target, wait_for_datab
 from cos.postgres.datastore import PoolLimits, PostgresDatastore
 from cos.postgres.embedded import EmbeddedPostgres
 from cos.postgres.history import PostgresHistoryStore
-from cos.postgres.journal import PostgresJournalStore
+from cos.postgres.journal import JOURNAL_CHANNEL, PostgresJournalStore
 from cos.postgres.layout import ShardCountError, pin_shard_count
 from cos.postgres.leases import PostgresLeaseStore, read_leases
 from cos.postgres.migrate import MigrationError, migrate
 from cos.postgres.offsets import PostgresOffsetStore
 
 __all__ = [
+    "JOURNAL_CHANNEL",
     "ControlListener",
     "DatabaseTarget",
     "EmbeddedPostgres",

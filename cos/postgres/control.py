@@ -26,9 +26,19 @@ _RECONNECT_PAUSE = 1.0
 
 class ControlListener:
     """Calls ``on_change(read_side_id)`` for every change ``PostgresOffsetStore`` commits,
-    and ``on_change(None)`` after the connection was lost and opened again."""
+    and ``on_change(None)`` after the connection was lost and opened again.
 
-    def __init__(self, target: DatabaseTarget, on_change: Callable[[str | None], None]) -> None:
+    Another ``channel`` (e.g. ``JOURNAL_CHANNEL``, whose payload is a shard) works the same.
+    """
+
+    def __init__(
+        self,
+        target: DatabaseTarget,
+        on_change: Callable[[str | None], None],
+        *,
+        channel: str = CONTROL_CHANNEL,
+    ) -> None:
+        self._channel = channel
         self._target = target
         self._on_change = on_change
         self._connection: asyncpg.Connection | None = None
@@ -41,7 +51,7 @@ class ControlListener:
 
     async def _open(self) -> None:
         connection = await asyncpg.connect(**self._target.connect_kwargs())
-        await connection.add_listener(CONTROL_CHANNEL, self._heard)
+        await connection.add_listener(self._channel, self._heard)
         connection.add_termination_listener(self._lost)
         self._connection = connection
 
@@ -51,7 +61,7 @@ class ControlListener:
     def _lost(self, _conn: object) -> None:
         if self._closed or self._reconnecting is not None:
             return
-        log.warning("lost the LISTEN connection for read-side changes; opening it again")
+        log.warning("lost the LISTEN connection for %s; opening it again", self._channel)
         self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
@@ -63,7 +73,7 @@ class ControlListener:
                     log.debug("LISTEN connection not back yet: %s", exc)
                     await asyncio.sleep(_RECONNECT_PAUSE)
                     continue
-                log.info("LISTEN connection for read-side changes is back")
+                log.info("LISTEN connection for %s is back", self._channel)
                 self._on_change(None)  # what was sent meanwhile is lost: re-read everything
                 return
         finally:

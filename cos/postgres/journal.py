@@ -34,6 +34,13 @@ WITH lease AS (
 )
 """
 _APPEND = _APPEND_EVENTS + "SELECT last_position FROM lease"
+# Sent after the commits it announces, by its own statement: a NOTIFY inside the append's
+# transaction takes PostgreSQL's notification lock at commit, which serialized the commits
+# of all shards (measured: half the appends per second with 16 concurrent shards).
+JOURNAL_CHANNEL = "cos_journal_commits"
+_ANNOUNCE = """
+SELECT pg_notify($1, current_schema() || ':' || shard::text) FROM unnest($2::int[]) AS shard
+"""
 _INSERT_SNAPSHOT = """
 INSERT INTO cos_snapshots (entity_id, revision, created_at, payload)
 VALUES ($1, $2, now(), $3)
@@ -62,6 +69,12 @@ ORDER BY revision DESC, kind DESC LIMIT 1
 _READ_SHARD = """
 SELECT shard, position, entity_id, revision, event_type, created_at, payload, trace_context
 FROM cos_journal WHERE shard = $1 AND position > $2 ORDER BY position LIMIT $3
+"""
+# One entity's events (its UNIQUE(entity_id, revision) index), for subscriptions.
+_READ_ENTITY = """
+SELECT shard, position, entity_id, revision, event_type, created_at, payload, trace_context
+FROM cos_journal WHERE entity_id = $2 AND revision > $4 AND shard = $1 AND position > $3
+ORDER BY revision LIMIT $5
 """
 
 # -- idempotency keys (migration 0008) -------------------------------------------------------
@@ -223,19 +236,25 @@ class PostgresJournalStore:
         """Events of ``shard`` after position ``after``, in position order."""
         async with self._datastore.errors(f"cannot read shard {shard}"):
             rows = await self._pool.fetch(_READ_SHARD, shard, after, limit)
-        return [
-            StoredEvent(
-                shard=int(r["shard"]),
-                position=int(r["position"]),
-                entity_id=str(r["entity_id"]),
-                revision=int(r["revision"]),
-                event_type=str(r["event_type"]),
-                created_at=r["created_at"],
-                payload=bytes(r["payload"]),
-                trace_context=r["trace_context"],
+        return [_stored(r) for r in rows]
+
+    async def read_entity(
+        self, shard: int, entity_id: str, *, after: int, after_revision: int, limit: int
+    ) -> list[StoredEvent]:
+        """Events of ``entity_id`` (in ``shard``) after position ``after`` and revision
+        ``after_revision``, in order."""
+        async with self._datastore.errors(f"cannot read entity {entity_id!r}"):
+            rows = await self._pool.fetch(
+                _READ_ENTITY, shard, entity_id, after, after_revision, limit
             )
-            for r in rows
-        ]
+        return [_stored(r) for r in rows]
+
+    async def announce(self, shards: Sequence[int]) -> None:
+        """Tell every node's listener that ``shards`` have new committed events: one
+        ``NOTIFY`` on :data:`JOURNAL_CHANNEL` per shard (payload ``<schema>:<shard>``, as
+        runtimes of other schemas may share the database), in one statement."""
+        async with self._datastore.errors("cannot announce journal commits"):
+            await self._pool.execute(_ANNOUNCE, JOURNAL_CHANNEL, list(shards))
 
     async def last_positions(self, shards: Sequence[int]) -> dict[int, int]:
         """The position of the last committed event of each shard (0 for none yet)."""
@@ -246,6 +265,19 @@ class PostgresJournalStore:
             )
         found = {int(r["shard"]): int(r["last_position"]) for r in rows}
         return {shard: found.get(shard, 0) for shard in shards}
+
+
+def _stored(r: asyncpg.Record) -> StoredEvent:
+    return StoredEvent(
+        shard=int(r["shard"]),
+        position=int(r["position"]),
+        entity_id=str(r["entity_id"]),
+        revision=int(r["revision"]),
+        event_type=str(r["event_type"]),
+        created_at=r["created_at"],
+        payload=bytes(r["payload"]),
+        trace_context=r["trace_context"],
+    )
 
 
 def _check_fence(last_position: int | None, shard: int, epoch: int) -> None:

@@ -85,6 +85,7 @@ async def test_health_is_serving_only_between_shard_placement_and_the_hand_over(
             "cos.v1.ClusterService",
             "cos.v1.HistoryService",
             "cos.v1.ReadSideStatusService",
+            "cos.v1.SubscriptionService",
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
         }
