@@ -26,6 +26,7 @@ import grpc
 from chief_of_state.v1 import manager_pb2, service_pb2, service_pb2_grpc
 from cos.breaker import BreakerSettings
 from cos.errors import PortInUseError
+from cos.http import AnyCodec, HttpServer, build_app, descriptor_paths, load_pool
 from cos.logs import configure_logging
 from cos.postgres import (
     ControlListener,
@@ -49,7 +50,7 @@ from cos.service.manager import add_to_server as add_manager_to_server
 from cos.service.operator_auth import OperatorAccess, OperatorGate
 from cos.service.readside_status import ReadSideStatusServicer
 from cos.settings import CosSettings
-from cos.sharding.commands import Interceptor, chain
+from cos.sharding.commands import CommandHandler, Interceptor, chain
 from cos.sharding.forward import PeerClients
 from cos.sharding.handles import CoordinatorHandle, Routes
 from cos.sharding.host import ShardHost
@@ -82,6 +83,7 @@ class _Parts:
     telemetry: Telemetry
     control: ControlListener | None = None
     keeper: LeaseKeeper | None = None
+    http: HttpServer | None = None  # the HTTP/JSON API, when COS_HTTP_* asks for it
 
     async def close_connections(self) -> None:
         """Everything but the server: heartbeat, runners, listener, channels, pool, and
@@ -110,8 +112,10 @@ class Node:
         advertise: str | None = None,
         interceptors: Sequence[Interceptor] = (),
         driver_pid: int | None = None,
+        http_port: int | None = None,
     ) -> None:
         self.host_id = host_id
+        self._http_port = settings.http_port if http_port is None else http_port
         self._driver_pid = driver_pid
         self._watchdog: asyncio.Task[None] | None = None
         self._settings = settings
@@ -133,6 +137,7 @@ class Node:
         address. Raises :class:`PortInUseError` when the port is taken."""
         settings, db = self._settings, self._settings.db
         configure_logging(settings.logging)
+        codec = _codec(settings)  # a bad COS_PROTO_DESCRIPTORS stops start-up here
         telemetry = self._start_telemetry()
         instruments = telemetry.instruments
         limits = PoolLimits(
@@ -187,7 +192,8 @@ class Node:
                 entities=lambda: host.active_entities,
                 shards=lambda: host.shard_count,
             )
-        server = self._server(host, read_sides, offsets, leases, instruments)
+        commands = self._commands(host, instruments)
+        server = self._server(commands, host, read_sides, offsets, leases)
         await self._health.starting()
         self._parts = _Parts(datastore, host, read_sides, handler, peers, server, telemetry)
         address = f"{settings.address}:{self._port}"
@@ -195,10 +201,13 @@ class Node:
             parts, self._parts = self._parts, None
             await parts.close_connections()
             raise PortInUseError.at(settings.address, self._port)
+        await self._bind_http(commands, codec)
         if read_sides.active:
             self._parts.control = ControlListener(self._target, read_sides.poke)
             await self._parts.control.start()
         await server.start()
+        if self._parts.http is not None:
+            self._parts.http.start()
         host.start()
         self._parts.keeper = LeaseKeeper(
             host,
@@ -212,7 +221,31 @@ class Node:
         self._watchdog = asyncio.create_task(self._watch_lifelines(server))
         tls = _tls_words(settings)
         log.info("shard host %s: gRPC server started on %s%s", self.host_id, address, tls)
+        if self._parts.http is not None:
+            http_address = f"{settings.http_address or settings.address}:{self._http_port}"
+            log.info("shard host %s: HTTP/JSON API served on %s", self.host_id, http_address)
         return address
+
+    async def _bind_http(self, commands: CommandHandler, codec: AnyCodec) -> None:
+        """Bind the HTTP/JSON API's port when it is served; a taken port stops start-up."""
+        settings, parts = self._settings, self._parts
+        if not settings.http_served or parts is None:
+            return
+        app = build_app(commands, codec=codec, max_message=settings.max_message_bytes)
+        http = HttpServer(
+            app,
+            address=settings.http_address or settings.address,
+            port=self._http_port,
+            grace=settings.shutdown_grace_seconds,
+        )
+        try:
+            http.bind()
+        except PortInUseError:
+            self._parts = None
+            await parts.server.stop(0)
+            await parts.close_connections()
+            raise
+        parts.http = http
 
     def _start_telemetry(self) -> Telemetry:
         settings = self._settings
@@ -247,13 +280,30 @@ class Node:
             await server.stop(0)
             os._exit(1)
 
+    def _commands(self, host: ShardHost, instruments: Instruments) -> CommandHandler:
+        """The chain of interceptors around the host, which every protocol calls."""
+        settings = self._settings
+        interceptors = list(self._interceptors)
+        if instruments.tracer is not None or instruments.metrics is not None:
+            # Outermost: it sees every call, and how each interceptor answered it.
+            interceptors.insert(
+                0,
+                functools.partial(
+                    TelemetryInterceptor,
+                    instruments=instruments,
+                    num_shards=settings.num_shards,
+                    owner=host.owner_of,
+                ),
+            )
+        return chain(host, interceptors)
+
     def _server(
         self,
+        commands: CommandHandler,
         host: ShardHost,
         read_sides: ReadSideHosting,
         offsets: PostgresOffsetStore,
         leases: PostgresLeaseStore,
-        instruments: Instruments,
     ) -> grpc.aio.Server:
         settings = self._settings
         manager = ReadSideManager(
@@ -272,20 +322,8 @@ class Node:
         server = grpc.aio.server(
             options=options, interceptors=[RefuseUndecodable(), OperatorGate(access)]
         )
-        interceptors = list(self._interceptors)
-        if instruments.tracer is not None or instruments.metrics is not None:
-            # Outermost: it sees every call, and how each interceptor answered it.
-            interceptors.insert(
-                0,
-                functools.partial(
-                    TelemetryInterceptor,
-                    instruments=instruments,
-                    num_shards=settings.num_shards,
-                    owner=host.owner_of,
-                ),
-            )
         service_pb2_grpc.add_ChiefOfStateServiceServicer_to_server(
-            ChiefOfStateServicer(chain(host, interceptors)), server
+            ChiefOfStateServicer(commands), server
         )
         add_manager_to_server(ReadSideManagerServicer(manager), server)
         cluster = ClusterServicer(
@@ -359,8 +397,18 @@ class Node:
         parts, self._parts = self._parts, None
         if parts is None:
             return
+        if parts.http is not None:
+            await parts.http.stop()
         await parts.server.stop(self._settings.shutdown_grace_seconds)
         await parts.close_connections()
+
+
+def _codec(settings: CosSettings) -> AnyCodec:
+    """The JSON conversion of the HTTP/JSON API, knowing the types of the descriptor sets."""
+    paths = descriptor_paths(settings.proto_descriptors)
+    if not settings.http_served or not paths:
+        return AnyCodec()
+    return AnyCodec(load_pool(paths))
 
 
 def _observed(
