@@ -32,14 +32,15 @@ from chief_of_state.v1 import service_pb2
 from cos.postgres import DatabaseTarget
 from tests.integration.commands import command, struct_of
 from tests.integration.conftest import RunningRuntime, StartRuntime
-from tests.integration.test_serve import Serve, assert_one_line_failure, run_serve, serving
-from tests.support import db_env, free_port, serve_env
+from tests.integration.test_serve import Serve, serving
+from tests.support import COS, db_env, free_port, serve_env
 
 __all__ = ["serving"]  # the fixture, for pytest
 
 STRUCT = "type.googleapis.com/google.protobuf.Struct"
 NOTE = "type.googleapis.com/tests.http.v1.Note"
 PROTOS = Path(__file__).parent / "protos"
+TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def base64_command(**fields: Any) -> str:
 
 async def test_commands_and_state_as_json_or_base64(api: Api) -> None:
     client = api.client
-    headers = {"X-Propagated": "p1", "X-Persisted": "s1", "X-Other": "o1"}
+    headers = {"X-Propagated": "p1", "X-Persisted": "s1", "X-Other": "o1", "traceparent": TRACE}
     reply = await client.post(
         "/v1/commands/acct-1/process",
         json={"command": json_command(add=[1, 2])},
@@ -106,8 +107,12 @@ async def test_commands_and_state_as_json_or_base64(api: Api) -> None:
     assert body["state"]["@type"] == STRUCT
     state = body["state"]["value"]
     assert state["total"] == 3
-    # The handler saw the request headers as metadata (the propagated ones).
-    assert state["last_headers"] == {"x-propagated": "p1", "x-persisted": "s1"}
+    # The handler saw the request headers as metadata (the propagated ones, the trace).
+    assert state["last_headers"] == {
+        "x-propagated": "p1",
+        "x-persisted": "s1",
+        "traceparent": TRACE,
+    }
     meta = body["meta"]
     assert (meta["entity_id"], meta["revision_number"]) == ("acct-1", 2)
     assert datetime.fromisoformat(meta["revision_date"].replace("Z", "+00:00"))
@@ -346,8 +351,8 @@ def test_a_taken_http_port_is_one_line(database: DatabaseTarget) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         env = serve_env(1, free_port(), COS_HTTP_ENABLED="true", COS_HTTP_PORT=str(port))
-        result, took = run_serve({**env, **db_env(database)}, timeout=120)
-    assert assert_one_line_failure(result, took) == (
+        last = refused_start({**env, **db_env(database)})
+    assert last == (
         f"cos: COS_HTTP_PORT: 127.0.0.1:{port} is already in use (COS_HTTP_ADDRESS,"
         " COS_HTTP_PORT): stop what listens there or choose another port"
     )
@@ -356,7 +361,15 @@ def test_a_taken_http_port_is_one_line(database: DatabaseTarget) -> None:
 def test_an_unusable_descriptor_set_is_one_line(database: DatabaseTarget, tmp_path: Path) -> None:
     missing = str(tmp_path / "missing.pb")
     env = serve_env(1, free_port(), COS_SERVER_PROTOCOL="both", COS_PROTO_DESCRIPTORS=missing)
-    result, took = run_serve({**env, **db_env(database)}, timeout=120)
-    assert assert_one_line_failure(result, took).startswith(
-        f"cos: COS_PROTO_DESCRIPTORS: cannot read {missing}: "
-    )
+    last = refused_start({**env, **db_env(database)})
+    assert last.startswith(f"cos: COS_PROTO_DESCRIPTORS: cannot read {missing}: ")
+
+
+def refused_start(env: dict[str, str]) -> str:
+    """Run ``cos serve``, which must exit 2 with one ``cos:`` line, the last; returns it."""
+    result = subprocess.run([*COS, "serve"], env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("cos: ")] == lines[-1:], result.stderr
+    return lines[-1]
