@@ -5,9 +5,12 @@ Each protocol gets the same closed loop: ``--concurrency`` workers, each sending
 at a time to entities of its own, for ``--duration`` seconds after a warm-up; then one
 worker alone, for the latency of a lone call. Commands are ``google.protobuf.Struct``
 values (``{"add": [1]}``), sent over HTTP in base64 (Chief of State's form) or as JSON.
-The write handler must answer them (``tests/handlers/writer.py`` does).
+The write handler must answer them (``tests/handlers/writer.py`` does), and for the JSON
+run ``COS_PROTO_DESCRIPTORS`` must hold ``google/protobuf/struct.proto``
+(``python -m grpc_tools.protoc --include_imports --descriptor_set_out=struct.pb
+google/protobuf/struct.proto``).
 
-Run: ``python bench/http.py --grpc 127.0.0.1:9000 --http http://127.0.0.1:9001``.
+Run: ``python bench/http_api.py --grpc 127.0.0.1:9000 --http http://127.0.0.1:9001``.
 """
 
 from __future__ import annotations
