@@ -4,10 +4,12 @@ only what it uses.
 ``Node`` is what ``cos.deploy`` runs as the Ray actor of a node. When it starts,
 inside the actor's event loop, it opens the PostgreSQL stores, builds the shard host (the
 shards and the routing), the read-side runners, the interceptor chain around the host,
-the servicers and the gRPC server. The coordinator calls it through
-:class:`cos.sharding.handles.HostHandle`; it passes those calls to its host.
+the servicers and the gRPC server, and the HTTP/JSON API when it is served. The
+coordinator calls it through :class:`cos.sharding.handles.HostHandle`; it passes those
+calls to its host.
 
-    gRPC ──> servicers ──> interceptors ──> ShardHost ──> Shard ──> write handler
+    gRPC ──> servicers ──┐
+    HTTP ──> cos.http ───┴──> interceptors ──> ShardHost ──> Shard ──> write handler
                                                │            └──> GroupCommitWriter ──> journal
                                                └──> PeerClients (the owner's gRPC port)
 """
