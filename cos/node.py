@@ -27,7 +27,7 @@ import grpc
 
 from chief_of_state.v1 import manager_pb2, service_pb2, service_pb2_grpc
 from cos.breaker import BreakerSettings
-from cos.errors import PortInUseError
+from cos.errors import PortInUseError, StartupError
 from cos.http import AnyCodec, HttpServer, build_app, descriptor_paths, load_pool
 from cos.logs import configure_logging
 from cos.postgres import (
@@ -242,7 +242,7 @@ class Node:
         )
         try:
             http.bind()
-        except PortInUseError:
+        except StartupError:
             self._parts = None
             await parts.server.stop(0)
             await parts.close_connections()

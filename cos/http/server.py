@@ -13,7 +13,7 @@ from collections.abc import Generator
 import uvicorn
 from starlette.types import ASGIApp
 
-from cos.errors import PortInUseError
+from cos.errors import PortInUseError, StartupError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ class HttpServer:
         self._task: asyncio.Task[None] | None = None
 
     def bind(self) -> None:
-        """Bind the port; raises :class:`PortInUseError` naming COS_HTTP_PORT if taken."""
+        """Bind the port; raises :class:`PortInUseError` naming COS_HTTP_PORT if taken, a
+        :class:`StartupError` naming the settings if the address cannot be bound."""
         family = socket.AF_INET6 if ":" in self._address else socket.AF_INET
         # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say they are
         # TCP; without it every answer waits out the client's delayed ACK (~40 ms).
@@ -57,10 +58,13 @@ class HttpServer:
             sock.listen(socket.SOMAXCONN)
         except OSError as exc:
             sock.close()
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            raise PortInUseError.at(
-                self._address, self._port, setting="COS_HTTP_PORT", of="COS_HTTP_ADDRESS"
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError.at(
+                    self._address, self._port, setting="COS_HTTP_PORT", of="COS_HTTP_ADDRESS"
+                ) from None
+            raise StartupError(
+                f"COS_HTTP_ADDRESS: cannot serve HTTP on {self._address}:{self._port}"
+                f" (COS_HTTP_ADDRESS, COS_HTTP_PORT): {exc.strerror}"
             ) from None
         sock.setblocking(False)
         self._socket = sock
