@@ -129,7 +129,15 @@ def metadata_of(request: Request) -> Metadata:
         if key in _NOT_METADATA:
             continue
         value = raw_value.decode("latin-1")
-        entries.append((key, _binary(key, value) if key.endswith("-bin") else value))
+        if key.endswith("-bin"):
+            entries.append((key, _binary(key, value)))
+        elif value.isascii() and value.isprintable():
+            entries.append((key, value))
+        else:
+            raise InvalidRequestError(
+                f"header {key} is not printable ASCII, which call metadata cannot carry"
+                " (send bytes in base64 in a header named *-bin)"
+            )
     return tuple(entries)
 
 
