@@ -31,11 +31,18 @@ from cos.settings import CosSettings, DeploymentMode
 from cos.sharding.coordinator import Coordinator
 from cos.sharding.formation import PodSource
 from cos.sharding.handles import CoordinatorHandle, Routes
-from cos.sharding.names import NAMESPACE, PORT_LABEL, coordinator_name, host_name
+from cos.sharding.names import (
+    HTTP_PORT_LABEL,
+    NAMESPACE,
+    PORT_LABEL,
+    coordinator_name,
+    host_name,
+)
 from cos.sharding.report import ShardInfo, ShardReport
 
 __all__ = [
     "FAST_NODE_FAILURE",
+    "HTTP_PORT_LABEL",
     "NAMESPACE",
     "PORT_LABEL",
     "ClusterMismatchError",
@@ -310,6 +317,7 @@ def launch_host(
 ) -> str:
     """Create the node actor of ``node`` and start its gRPC server (it owns no shard yet)."""
     port = int(node.labels.get(PORT_LABEL, settings.port))
+    http_port = int(node.labels.get(HTTP_PORT_LABEL, settings.http_port))
     advertise = f"{advertised_host(settings, node)}:{port}"
     host_id = host_name(runtime.name, node.node_id)
     try:
@@ -320,7 +328,15 @@ def launch_host(
                 namespace=NAMESPACE,
                 lifetime="detached",
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
-            ).remote(settings, target, host_id, port, advertise, driver_pid=driver_pid),
+            ).remote(
+                settings,
+                target,
+                host_id,
+                port,
+                advertise,
+                driver_pid=driver_pid,
+                http_port=http_port,
+            ),
         )
     except ActorAlreadyExistsError:
         raise NodeTakenError(

@@ -22,7 +22,8 @@
 
     StartupError                  a set-up mistake: cos serve exits 2 with its one line
     ├── DatabaseUnreachableError  PostgreSQL cannot be reached or refuses the login
-    └── PortInUseError            COS_PORT is taken on COS_ADDRESS
+    ├── PortInUseError            COS_PORT (or COS_HTTP_PORT) is taken on its address
+    └── DescriptorsError          a file of COS_PROTO_DESCRIPTORS cannot be used
 
 Callers branch on the class: the router retries ``ShardNotOwnedError``,
 ``HostUnreachableError`` and ``FencedError`` (the command surely did not run), and
@@ -138,9 +139,16 @@ class PortInUseError(StartupError):
     """The gRPC port is already bound on the configured address."""
 
     @classmethod
-    def at(cls, address: str, port: int) -> PortInUseError:
-        """The error for ``address:port``, naming the settings."""
+    def at(
+        cls, address: str, port: int, *, setting: str = "COS_PORT", of: str = "COS_ADDRESS"
+    ) -> PortInUseError:
+        """The error for ``address:port``, naming the settings (``setting`` the port's,
+        ``of`` the address's)."""
         return cls(
-            f"COS_PORT: {address}:{port} is already in use (COS_ADDRESS, COS_PORT):"
+            f"{setting}: {address}:{port} is already in use ({of}, {setting}):"
             " stop what listens there or choose another port"
         )
+
+
+class DescriptorsError(StartupError):
+    """A descriptor set of COS_PROTO_DESCRIPTORS is missing, unreadable or incomplete."""

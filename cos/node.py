@@ -4,10 +4,12 @@ only what it uses.
 ``Node`` is what ``cos.deploy`` runs as the Ray actor of a node. When it starts,
 inside the actor's event loop, it opens the PostgreSQL stores, builds the shard host (the
 shards and the routing), the read-side runners, the interceptor chain around the host,
-the servicers and the gRPC server. The coordinator calls it through
-:class:`cos.sharding.handles.HostHandle`; it passes those calls to its host.
+the servicers and the gRPC server, and the HTTP/JSON API when it is served. The
+coordinator calls it through :class:`cos.sharding.handles.HostHandle`; it passes those
+calls to its host.
 
-    gRPC ──> servicers ──> interceptors ──> ShardHost ──> Shard ──> write handler
+    gRPC ──> servicers ──┐
+    HTTP ──> cos.http ───┴──> interceptors ──> ShardHost ──> Shard ──> write handler
                                                │            └──> GroupCommitWriter ──> journal
                                                └──> PeerClients (the owner's gRPC port)
 """
@@ -25,8 +27,9 @@ import grpc
 
 from chief_of_state.v1 import manager_pb2, service_pb2, service_pb2_grpc
 from cos.breaker import BreakerSettings
-from cos.errors import PortInUseError
+from cos.errors import PortInUseError, StartupError
 from cos.history.reader import HistoryReader
+from cos.http import AnyCodec, HttpServer, build_app, descriptor_paths, load_pool
 from cos.logs import configure_logging
 from cos.postgres import (
     JOURNAL_CHANNEL,
@@ -54,7 +57,7 @@ from cos.service.operator_auth import OperatorAccess, OperatorGate
 from cos.service.readside_status import ReadSideStatusServicer
 from cos.service.subscription import SubscriptionServicer
 from cos.settings import CosSettings
-from cos.sharding.commands import Interceptor, chain
+from cos.sharding.commands import CommandHandler, Interceptor, chain
 from cos.sharding.forward import PeerClients
 from cos.sharding.handles import CoordinatorHandle, Routes
 from cos.sharding.host import ShardHost
@@ -100,6 +103,7 @@ class _Parts:
     subscriptions: SubscriptionHub | None = None
     announcer: CommitAnnouncer | None = None
     journal_listener: ControlListener | None = None
+    http: HttpServer | None = None  # the HTTP/JSON API, when COS_HTTP_* asks for it
 
     async def close_connections(self) -> None:
         """Everything but the server: heartbeat, runners, listener, channels, pool, and
@@ -134,8 +138,10 @@ class Node:
         advertise: str | None = None,
         interceptors: Sequence[Interceptor] = (),
         driver_pid: int | None = None,
+        http_port: int | None = None,
     ) -> None:
         self.host_id = host_id
+        self._http_port = settings.http_port if http_port is None else http_port
         self._driver_pid = driver_pid
         self._watchdog: asyncio.Task[None] | None = None
         self._settings = settings
@@ -164,6 +170,7 @@ class Node:
         address. Raises :class:`PortInUseError` when the port is taken."""
         settings, db = self._settings, self._settings.db
         configure_logging(settings.logging)
+        codec = _codec(settings)  # a bad COS_PROTO_DESCRIPTORS stops start-up here
         telemetry = self._start_telemetry()
         instruments = telemetry.instruments
         limits = PoolLimits(
@@ -228,9 +235,8 @@ class Node:
                 shards=lambda: host.shard_count,
             )
         history = HistoryReader(PostgresHistoryStore(datastore))
-        server = self._server(
-            host, read_sides, offsets, leases, history, instruments, subscriptions
-        )
+        commands = self._commands(host, instruments)
+        server = self._server(commands, host, read_sides, offsets, leases, history, subscriptions)
         await self._health.starting()
         self._parts = _Parts(datastore, host, read_sides, handler, peers, server, telemetry)
         self._parts.subscriptions, self._parts.announcer = subscriptions, announcer
@@ -239,6 +245,7 @@ class Node:
             parts, self._parts = self._parts, None
             await parts.close_connections()
             raise PortInUseError.at(settings.address, self._port)
+        await self._bind_http(commands, codec)
         if read_sides.active:
             self._parts.control = ControlListener(self._target, read_sides.poke)
             await self._parts.control.start()
@@ -250,6 +257,8 @@ class Node:
             subscriptions.start()
             announcer.start()
         await server.start()
+        if self._parts.http is not None:
+            self._parts.http.start()
         host.start()
         self._parts.keeper = LeaseKeeper(
             host,
@@ -263,7 +272,31 @@ class Node:
         self._watchdog = asyncio.create_task(self._watch_lifelines(server))
         tls = _tls_words(settings)
         log.info("shard host %s: gRPC server started on %s%s", self.host_id, address, tls)
+        if self._parts.http is not None:
+            http_address = f"{settings.http_address or settings.address}:{self._http_port}"
+            log.info("shard host %s: HTTP/JSON API served on %s", self.host_id, http_address)
         return address
+
+    async def _bind_http(self, commands: CommandHandler, codec: AnyCodec) -> None:
+        """Bind the HTTP/JSON API's port when it is served; a taken port stops start-up."""
+        settings, parts = self._settings, self._parts
+        if not settings.http_served or parts is None:
+            return
+        app = build_app(commands, codec=codec, max_message=settings.max_message_bytes)
+        http = HttpServer(
+            app,
+            address=settings.http_address or settings.address,
+            port=self._http_port,
+            grace=settings.shutdown_grace_seconds,
+        )
+        try:
+            http.bind()
+        except StartupError:
+            self._parts = None
+            await parts.server.stop(0)
+            await parts.close_connections()
+            raise
+        parts.http = http
 
     def _start_telemetry(self) -> Telemetry:
         settings = self._settings
@@ -298,14 +331,31 @@ class Node:
             await server.stop(0)
             os._exit(1)
 
+    def _commands(self, host: ShardHost, instruments: Instruments) -> CommandHandler:
+        """The chain of interceptors around the host, which every protocol calls."""
+        settings = self._settings
+        interceptors = list(self._interceptors)
+        if instruments.tracer is not None or instruments.metrics is not None:
+            # Outermost: it sees every call, and how each interceptor answered it.
+            interceptors.insert(
+                0,
+                functools.partial(
+                    TelemetryInterceptor,
+                    instruments=instruments,
+                    num_shards=settings.num_shards,
+                    owner=host.owner_of,
+                ),
+            )
+        return chain(host, interceptors)
+
     def _server(
         self,
+        commands: CommandHandler,
         host: ShardHost,
         read_sides: ReadSideHosting,
         offsets: PostgresOffsetStore,
         leases: PostgresLeaseStore,
         history: HistoryReader,
-        instruments: Instruments,
         subscriptions: SubscriptionHub | None,
     ) -> grpc.aio.Server:
         settings = self._settings
@@ -325,20 +375,8 @@ class Node:
         server = grpc.aio.server(
             options=options, interceptors=[RefuseUndecodable(), OperatorGate(access)]
         )
-        interceptors = list(self._interceptors)
-        if instruments.tracer is not None or instruments.metrics is not None:
-            # Outermost: it sees every call, and how each interceptor answered it.
-            interceptors.insert(
-                0,
-                functools.partial(
-                    TelemetryInterceptor,
-                    instruments=instruments,
-                    num_shards=settings.num_shards,
-                    owner=host.owner_of,
-                ),
-            )
         service_pb2_grpc.add_ChiefOfStateServiceServicer_to_server(
-            ChiefOfStateServicer(chain(host, interceptors)), server
+            ChiefOfStateServicer(commands), server
         )
         add_manager_to_server(ReadSideManagerServicer(manager), server)
         cluster = ClusterServicer(
@@ -416,10 +454,20 @@ class Node:
         parts, self._parts = self._parts, None
         if parts is None:
             return
+        if parts.http is not None:
+            await parts.http.stop()
         if parts.subscriptions is not None:
             await parts.subscriptions.close()  # streams never end on their own
         await parts.server.stop(self._settings.shutdown_grace_seconds)
         await parts.close_connections()
+
+
+def _codec(settings: CosSettings) -> AnyCodec:
+    """The JSON conversion of the HTTP/JSON API, knowing the types of the descriptor sets."""
+    paths = descriptor_paths(settings.proto_descriptors)
+    if not settings.http_served or not paths:
+        return AnyCodec()
+    return AnyCodec(load_pool(paths))
 
 
 def _observed(

@@ -61,13 +61,20 @@ def status_of(error: CosError) -> tuple[grpc.StatusCode, Trailers]:
     return code, ()
 
 
-async def abort_with(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
-    """Abort the call: a CosError with its status, anything else as INTERNAL (logged)."""
+def failure_of(exc: Exception, method: str) -> tuple[grpc.StatusCode, str, Trailers]:
+    """The code, message and trailers a failed call is answered with, whatever the
+    protocol: a CosError's own status, anything else INTERNAL (logged)."""
     if isinstance(exc, CosError):
         code, trailers = status_of(exc)
-        await context.abort(code, str(exc), trailing_metadata=trailers)
-    log.exception("%s failed", method)
-    await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed: {type(exc).__name__}: {exc}")
+        return code, str(exc), trailers
+    log.error("%s failed", method, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"{method} failed: {type(exc).__name__}: {exc}", ()
+
+
+async def abort_with(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+    """Abort the call with the status of its failure (:func:`failure_of`)."""
+    code, message, trailers = failure_of(exc, method)
+    await context.abort(code, message, trailing_metadata=trailers)
 
 
 async def answer(context: grpc.aio.ServicerContext, call: Awaitable[T], method: str) -> T:

@@ -9,6 +9,8 @@ from __future__ import annotations
 NAMESPACE = "cos"
 # A Ray node label naming the gRPC port of that node's host (several nodes, one machine).
 PORT_LABEL = "cos-port"
+# The same for the HTTP/JSON API's port (COS_HTTP_PORT).
+HTTP_PORT_LABEL = "cos-http-port"
 
 
 def coordinator_name(cluster: str) -> str:

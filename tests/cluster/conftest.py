@@ -18,6 +18,7 @@ from ray.cluster_utils import Cluster
 from chief_of_state.v1 import service_pb2_grpc
 from cos.deploy import (
     FAST_NODE_FAILURE,
+    HTTP_PORT_LABEL,
     NAMESPACE,
     PORT_LABEL,
     Runtime,
@@ -33,19 +34,26 @@ from tests.support import ADMIN_TOKEN, free_port
 
 @dataclass
 class Nodes:
-    """The Ray cluster of one test and the gRPC port of each node."""
+    """The Ray cluster of one test and the gRPC and HTTP ports of each node."""
 
     cluster: Cluster
     ports: dict[str, int] = field(default_factory=dict)  # node id -> port
+    http_ports: dict[str, int] = field(default_factory=dict)  # node id -> COS_HTTP_PORT
 
     def add(self) -> dict[str, Any]:
-        port = free_port()
+        port, http_port = free_port(), free_port()
         node = self.cluster.add_node(
-            num_cpus=1, node_ip_address="127.0.0.1", labels={PORT_LABEL: str(port)}
+            num_cpus=1, node_ip_address="127.0.0.1", labels=_labels(port, http_port)
         )
         self.cluster.wait_for_nodes()
         self.ports[node.node_id] = port
+        self.http_ports[node.node_id] = http_port
         return next(n for n in alive_nodes() if n.node_id == node.node_id)
+
+
+def _labels(port: int, http_port: int) -> dict[str, str]:
+    """A node's ports (gRPC, and HTTP when a test serves it), as ``cos serve`` reads them."""
+    return {PORT_LABEL: str(port), HTTP_PORT_LABEL: str(http_port)}
 
 
 @pytest.fixture
@@ -65,25 +73,27 @@ def ray_nodes() -> Iterator[list[RayNode]]:
 def nodes() -> Iterator[Nodes]:
     if ray.is_initialized():
         ray.shutdown()  # the integration suite's local Ray; it is started again on demand
-    head_port = free_port()
+    head_port, head_http_port = free_port(), free_port()
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
             "num_cpus": 1,
             "node_ip_address": "127.0.0.1",
-            "labels": {PORT_LABEL: str(head_port)},
+            "labels": _labels(head_port, head_http_port),
             "include_dashboard": False,
             "_system_config": FAST_NODE_FAILURE,
         },
     )
     found = Nodes(cluster)
     found.ports[cluster.head_node.node_id] = head_port
+    found.http_ports[cluster.head_node.node_id] = head_http_port
     for _ in range(2):
-        port = free_port()
+        port, http_port = free_port(), free_port()
         node = cluster.add_node(
-            num_cpus=1, node_ip_address="127.0.0.1", labels={PORT_LABEL: str(port)}
+            num_cpus=1, node_ip_address="127.0.0.1", labels=_labels(port, http_port)
         )
         found.ports[node.node_id] = port
+        found.http_ports[node.node_id] = http_port
     cluster.wait_for_nodes()
     ray.init(
         address=cluster.address,

@@ -1,0 +1,111 @@
+"""The message types the HTTP/JSON API shows as JSON: the descriptor sets of
+``COS_PROTO_DESCRIPTORS``, loaded once into a pool of their own at start-up.
+
+A set built without ``--include_imports`` lacks the files it imports; those of protobuf's
+well-known types (``google/protobuf/*.proto``) are taken from the runtime's own copy,
+any other missing import stops start-up, naming the file and the way to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from google.protobuf import (
+    any_pb2,
+    descriptor_pb2,
+    descriptor_pool,
+    duration_pb2,
+    empty_pb2,
+    field_mask_pb2,
+    struct_pb2,
+    timestamp_pb2,
+    wrappers_pb2,
+)
+from google.protobuf.message import DecodeError
+
+from cos.errors import DescriptorsError
+
+# Imported so that the default pool holds every well-known type a set may import.
+_WELL_KNOWN = (
+    any_pb2,
+    duration_pb2,
+    empty_pb2,
+    field_mask_pb2,
+    struct_pb2,
+    timestamp_pb2,
+    wrappers_pb2,
+)
+_SETTING = "COS_PROTO_DESCRIPTORS"
+
+Files = Mapping[str, descriptor_pb2.FileDescriptorProto]
+
+
+def descriptor_paths(setting: str | None) -> list[str]:
+    """The paths of the comma-separated setting (blank entries ignored)."""
+    return [part.strip() for part in (setting or "").split(",") if part.strip()]
+
+
+def load_pool(paths: Sequence[str]) -> descriptor_pool.DescriptorPool:
+    """A pool holding every file of the descriptor sets at ``paths``; raises
+    :class:`DescriptorsError` naming the setting and the file when one cannot be used."""
+    files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+    for path in paths:
+        for proto in _read_set(path).file:
+            files.setdefault(proto.name, proto)
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+    for name in files:
+        _add(pool, name, files, added, needed_by=None)
+    return pool
+
+
+def _read_set(path: str) -> descriptor_pb2.FileDescriptorSet:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DescriptorsError(f"{_SETTING}: cannot read {path}: {exc.strerror}") from None
+    try:
+        return descriptor_pb2.FileDescriptorSet.FromString(data)
+    except DecodeError:
+        raise DescriptorsError(
+            f"{_SETTING}: {path} is not a descriptor set (make one with protoc"
+            " --descriptor_set_out)"
+        ) from None
+
+
+def _add(
+    pool: descriptor_pool.DescriptorPool,
+    name: str,
+    files: Files,
+    added: set[str],
+    needed_by: str | None,
+) -> None:
+    """Add ``name`` to ``pool`` after the files it imports."""
+    if name in added:
+        return
+    proto = files.get(name) or _well_known(name)
+    if proto is None:
+        raise DescriptorsError(
+            f"{_SETTING}: {needed_by} imports {name}, which no descriptor set holds"
+            " (build the sets with protoc --include_imports)"
+        )
+    for dependency in proto.dependency:
+        _add(pool, dependency, files, added, needed_by=name)
+    try:
+        pool.AddSerializedFile(proto.SerializeToString())
+    except (TypeError, ValueError) as exc:
+        raise DescriptorsError(f"{_SETTING}: {name} cannot be loaded: {exc}") from None
+    added.add(name)
+
+
+def _well_known(name: str) -> descriptor_pb2.FileDescriptorProto | None:
+    if not name.startswith("google/protobuf/"):
+        return None
+    try:
+        found = descriptor_pool.Default().FindFileByName(name)
+    except KeyError:
+        return None
+    proto = descriptor_pb2.FileDescriptorProto()
+    found.CopyToProto(proto)
+    return proto
