@@ -254,6 +254,40 @@ async def test_bad_requests_are_400_naming_the_problem(api: Api) -> None:
         assert_status(reply, 400, "INVALID_ARGUMENT", words)
 
 
+async def test_idempotency_key_and_expected_revision_headers_work_over_http(api: Api) -> None:
+    client, url = api.client, "/v1/commands/keyed/process"
+    keyed = {"x-cos-idempotency-key": "deposit-1"}
+    first = await client.post(url, json={"command": json_command(add=[5])}, headers=keyed)
+    again = await client.post(url, json={"command": json_command(add=[5])}, headers=keyed)
+    assert first.status_code == again.status_code == 200, (first.text, again.text)
+    assert again.json() == first.json()  # the original reply: same state, same meta
+    assert first.json()["meta"]["revision_number"] == 1
+    assert_status(
+        await client.post(url, json={"command": json_command(add=[6])}, headers=keyed),
+        409,
+        "ALREADY_EXISTS",
+        "deposit-1",
+    )
+    stale = {"x-cos-expected-revision": "0"}
+    assert_status(
+        await client.post(url, json={"command": json_command(add=[1])}, headers=stale),
+        400,
+        "FAILED_PRECONDITION",
+        "revision 1",
+    )
+    current = {"x-cos-expected-revision": "1"}
+    reply = await client.post(url, json={"command": json_command(add=[1])}, headers=current)
+    assert reply.json()["meta"]["revision_number"] == 2, reply.text
+    assert_status(
+        await client.post(
+            url, json={"command": json_command(add=[1])}, headers={"x-cos-expected-revision": "two"}
+        ),
+        400,
+        "INVALID_ARGUMENT",
+        "x-cos-expected-revision",
+    )
+
+
 async def test_runtime_failures_map_to_their_statuses(api: Api) -> None:
     client = api.client
     missing = await client.get("/v1/entities/nobody/state")
