@@ -245,7 +245,7 @@ class Node:
             parts, self._parts = self._parts, None
             await parts.close_connections()
             raise PortInUseError.at(settings.address, self._port)
-        await self._bind_http(commands, codec)
+        await self._bind_http(commands, history, codec)
         if read_sides.active:
             self._parts.control = ControlListener(self._target, read_sides.poke)
             await self._parts.control.start()
@@ -277,12 +277,14 @@ class Node:
             log.info("shard host %s: HTTP/JSON API served on %s", self.host_id, http_address)
         return address
 
-    async def _bind_http(self, commands: CommandHandler, codec: AnyCodec) -> None:
+    async def _bind_http(
+        self, commands: CommandHandler, history: HistoryReader, codec: AnyCodec
+    ) -> None:
         """Bind the HTTP/JSON API's port when it is served; a taken port stops start-up."""
         settings, parts = self._settings, self._parts
         if not settings.http_served or parts is None:
             return
-        app = build_app(commands, codec=codec, max_message=settings.max_message_bytes)
+        app = build_app(commands, history, codec=codec, max_message=settings.max_message_bytes)
         http = HttpServer(
             app,
             address=settings.http_address or settings.address,

@@ -22,7 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cos.errors import InvalidRequestError, shorten
-from cos.http.convert import AnyCodec, Json, state_to_json
+from cos.history.reader import HistoryReader
+from cos.http.convert import AnyCodec, Json, event_to_json, state_to_json
 from cos.http.openapi import openapi_document
 from cos.http.status import failure, status_body
 from cos.service.command import process_command, read_state
@@ -46,6 +47,9 @@ _NOT_METADATA = frozenset(
     }
 )
 _ENCODINGS = ("auto", "base64")
+EVENTS_LIMIT = 100  # events per reply by default; at most EVENTS_LIMIT_MAX
+EVENTS_LIMIT_MAX = 1000
+_UINT32 = 2**32 - 1
 
 
 class JsonResponse(JSONResponse):
@@ -58,8 +62,16 @@ class JsonResponse(JSONResponse):
 class HttpApi:
     """The route handlers, over ``commands`` (the node's chain of interceptors)."""
 
-    def __init__(self, commands: CommandHandler, *, codec: AnyCodec, max_message: int) -> None:
+    def __init__(
+        self,
+        commands: CommandHandler,
+        history: HistoryReader,
+        *,
+        codec: AnyCodec,
+        max_message: int,
+    ) -> None:
         self._commands = commands
+        self._history = history
         self._codec = codec
         self._max_message = max_message
         # A command in base64 or JSON takes more room than in protobuf.
@@ -70,8 +82,14 @@ class HttpApi:
         return await self._answer(request, "ProcessCommand", self._process)
 
     async def state(self, request: Request) -> Response:
-        """``GET /v1/entities/{entityId}/state``."""
+        """``GET /v1/entities/{entityId}/state``, or ``?revision=N``: the state then."""
+        if "revision" in request.query_params:
+            return await self._answer(request, "GetStateAt", self._state_at)
         return await self._answer(request, "GetState", self._state)
+
+    async def events(self, request: Request) -> Response:
+        """``GET /v1/entities/{entityId}/events``: stored events (``HistoryService``)."""
+        return await self._answer(request, "GetEvents", self._events)
 
     async def openapi(self, request: Request) -> Response:
         """``GET /openapi.json``."""
@@ -94,6 +112,26 @@ class HttpApi:
         result = await read_state(self._commands, entity_id, metadata_of(request))
         return state_to_json(result, self._codec, base64_only=base64_only)
 
+    async def _state_at(self, request: Request, base64_only: bool) -> Json:
+        revision = _number(request, "revision", None)
+        result = await self._history.state_at(request.path_params["entity_id"], revision)
+        return state_to_json(result, self._codec, base64_only=base64_only)
+
+    async def _events(self, request: Request, base64_only: bool) -> Json:
+        limit = _number(request, "limit", EVENTS_LIMIT)
+        if not 1 <= limit <= EVENTS_LIMIT_MAX:
+            raise InvalidRequestError(f"limit must be 1 to {EVENTS_LIMIT_MAX}, not {limit}")
+        events = self._history.events(
+            request.path_params["entity_id"],
+            _number(request, "from_revision", 0),
+            _number(request, "to_revision", 0),
+            limit,
+        )
+        found: list[Json] = [
+            event_to_json(wrapper, self._codec, base64_only=base64_only) async for wrapper in events
+        ]
+        return {"events": found}
+
     async def _answer(
         self,
         request: Request,
@@ -108,13 +146,16 @@ class HttpApi:
             return JsonResponse(body, status_code=code)
 
 
-def build_app(commands: CommandHandler, *, codec: AnyCodec, max_message: int) -> Starlette:
+def build_app(
+    commands: CommandHandler, history: HistoryReader, *, codec: AnyCodec, max_message: int
+) -> Starlette:
     """The application; ``max_message`` (COS_MAX_MESSAGE_BYTES) caps a command, twice it
     a request body."""
-    api = HttpApi(commands, codec=codec, max_message=max_message)
+    api = HttpApi(commands, history, codec=codec, max_message=max_message)
     routes = [
         Route("/v1/commands/{entity_id:path}/process", api.process, methods=["POST"]),
         Route("/v1/entities/{entity_id:path}/state", api.state, methods=["GET"]),
+        Route("/v1/entities/{entity_id:path}/events", api.events, methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
@@ -148,6 +189,18 @@ def _binary(key: str, value: str) -> bytes:
         raise InvalidRequestError(
             f"header {key} is not base64 (a -bin header carries bytes)"
         ) from None
+
+
+def _number(request: Request, name: str, default: int | None) -> int:
+    """A query parameter that is a revision or a count (0 to 2^32-1)."""
+    text = request.query_params.get(name)
+    if text is None and default is not None:
+        return default
+    if text is None or not text.isdigit() or int(text) > _UINT32:
+        raise InvalidRequestError(
+            f"{name} must be a whole number from 0 to {_UINT32}, not {shorten(text or '')}"
+        )
+    return int(text)
 
 
 def _base64_only(request: Request) -> bool:

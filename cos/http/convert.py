@@ -21,7 +21,7 @@ from typing import Any, TypeAlias
 from google.protobuf import any_pb2, descriptor_pool, json_format
 from google.protobuf.message import DecodeError
 
-from chief_of_state.v1 import common_pb2
+from chief_of_state.v1 import common_pb2, persistence_pb2
 from cos.errors import InvalidRequestError, shorten
 from cos.sharding.entity import EntityState
 
@@ -140,6 +140,17 @@ def state_to_json(
     return {
         "state": codec.to_json(result.state, base64_only=base64_only),
         "meta": meta_to_json(result.meta, codec, base64_only=base64_only),
+    }
+
+
+def event_to_json(
+    wrapper: persistence_pb2.EventWrapper, codec: AnyCodec, *, base64_only: bool = False
+) -> dict[str, Json]:
+    """A stored event (``cos.v1.GetEventsResponse``): ``event``, ``resulting_state``, ``meta``."""
+    return {
+        "event": codec.to_json(wrapper.event, base64_only=base64_only),
+        "resulting_state": codec.to_json(wrapper.resulting_state, base64_only=base64_only),
+        "meta": meta_to_json(wrapper.meta, codec, base64_only=base64_only),
     }
 
 

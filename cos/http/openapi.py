@@ -30,6 +30,33 @@ _ENCODING = {
     " auto (default): known types as JSON",
     "schema": {"type": "string", "enum": ["auto", "base64"], "default": "auto"},
 }
+
+
+def _count(name: str, description: str, default: int | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
+    if default is not None:
+        schema["default"] = default
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_REVISION = _count(
+    "revision",
+    "the state right after this past revision (1 or more);"
+    " unset: the current state (GetStateAt of cos.v1.HistoryService)",
+)
+_EVENTS_PARAMETERS = [
+    _ENTITY_ID,
+    _ENCODING,
+    _count("from_revision", "the first revision (0 or 1: the first)", 0),
+    _count("to_revision", "the last revision (0: the newest)", 0),
+    _count("limit", "at most this many events, 1 to 1000", 100),
+]
 _ERRORS = {
     "400": _answer("the request is unusable (bad JSON, base64, @type, entity id, size)"),
     "404": _answer("the entity has no revision yet"),
@@ -85,6 +112,22 @@ _SCHEMAS: dict[str, Any] = {
             "meta": {"$ref": _REF + "MetaData"},
         },
     },
+    "EventsResponse": {
+        "type": "object",
+        "required": ["events"],
+        "properties": {
+            "events": {"type": "array", "items": {"$ref": _REF + "StoredEvent"}},
+        },
+    },
+    "StoredEvent": {
+        "type": "object",
+        "required": ["event", "resulting_state", "meta"],
+        "properties": {
+            "event": {"$ref": _REF + "AnyValue"},
+            "resulting_state": {"$ref": _REF + "AnyValue"},
+            "meta": {"$ref": _REF + "MetaData"},
+        },
+    },
     "Status": {
         "type": "object",
         "description": "google.rpc.Status as JSON; error repeats message, as Chief of State",
@@ -106,8 +149,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "cos HTTP/JSON API",
             "version": "1",
-            "description": "Chief of State's HTTP API: ProcessCommand and GetState. Request"
-            " headers become the call's metadata.",
+            "description": "Chief of State's HTTP API: ProcessCommand and GetState, and an"
+            " entity's history. Request headers become the call's metadata.",
         },
         "paths": {
             "/v1/commands/{entityId}/process": {
@@ -122,9 +165,17 @@ def openapi_document() -> dict[str, Any]:
             "/v1/entities/{entityId}/state": {
                 "get": {
                     "operationId": "getState",
-                    "summary": "The entity's current state (GetState)",
-                    "parameters": [_ENTITY_ID, _ENCODING],
+                    "summary": "The entity's current state (GetState), or at a past revision",
+                    "parameters": [_ENTITY_ID, _ENCODING, _REVISION],
                     "responses": {"200": _answer("the state", "StateResponse"), **_ERRORS},
+                }
+            },
+            "/v1/entities/{entityId}/events": {
+                "get": {
+                    "operationId": "getEvents",
+                    "summary": "The entity's stored events in revision order (GetEvents)",
+                    "parameters": _EVENTS_PARAMETERS,
+                    "responses": {"200": _answer("the events", "EventsResponse"), **_ERRORS},
                 }
             },
         },

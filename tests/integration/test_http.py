@@ -165,6 +165,7 @@ async def test_types_of_the_descriptor_set_and_unknown_types(api: Api) -> None:
     assert set(document["paths"]) == {
         "/v1/commands/{entityId}/process",
         "/v1/entities/{entityId}/state",
+        "/v1/entities/{entityId}/events",
     }
 
 
@@ -288,6 +289,49 @@ async def test_idempotency_key_and_expected_revision_headers_work_over_http(api:
     )
 
 
+async def test_an_entitys_history_over_http(api: Api) -> None:
+    client = api.client
+    for amounts in ([1, 2], [3], [4]):
+        reply = await client.post(
+            "/v1/commands/history/process", json={"command": json_command(add=amounts)}
+        )
+        assert reply.status_code == 200, reply.text
+    events = (await client.get("/v1/entities/history/events")).json()["events"]
+    assert [e["meta"]["revision_number"] for e in events] == [1, 2, 3, 4]
+    assert [e["event"]["value"]["amount"] for e in events] == [1, 2, 3, 4]
+    assert [e["resulting_state"]["value"]["total"] for e in events] == [1, 3, 6, 10]
+    page = await client.get(
+        "/v1/entities/history/events",
+        params={"from_revision": 2, "limit": 2, "encoding": "base64"},
+    )
+    found = [any_pb2.Any.FromString(base64.b64decode(e["event"])) for e in page.json()["events"]]
+    assert [struct_of(e)["amount"] for e in found] == [2, 3]
+
+    past = (await client.get("/v1/entities/history/state", params={"revision": 2})).json()
+    assert (past["state"]["value"]["total"], past["meta"]["revision_number"]) == (3, 2)
+    assert_status(
+        await client.get("/v1/entities/history/state", params={"revision": 5}),
+        400,
+        "OUT_OF_RANGE",
+        "entity 'history' is at revision 4: revision 5 is past it",
+    )
+    assert_status(
+        await client.get("/v1/entities/nobody/events"), 404, "NOT_FOUND", "'nobody' not found"
+    )
+    assert_status(
+        await client.get("/v1/entities/history/events", params={"limit": 1001}),
+        400,
+        "INVALID_ARGUMENT",
+        "limit must be 1 to 1000",
+    )
+    assert_status(
+        await client.get("/v1/entities/history/events", params={"from_revision": "-1"}),
+        400,
+        "INVALID_ARGUMENT",
+        "from_revision must be a whole number",
+    )
+
+
 async def test_runtime_failures_map_to_their_statuses(api: Api) -> None:
     client = api.client
     missing = await client.get("/v1/entities/nobody/state")
@@ -317,11 +361,23 @@ async def test_the_openapi_document_holds_against_the_server(api: Api) -> None:
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     process = schema["/v1/commands/{entityId}/process"]["POST"]
     state = schema["/v1/entities/{entityId}/state"]["GET"]
-    for operation in (process, state):
+    events = schema["/v1/entities/{entityId}/events"]["GET"]
+    for operation in (process, state, events):
         fuzz(operation.as_strategy(), base, CHECKS)
         negative = operation.as_strategy(generation_mode=GenerationMode.NEGATIVE)
         fuzz(negative, base, [*CHECKS, negative_data_rejection])
-    fuzz(state.as_strategy(path_parameters={"entityId": "fuzzed"}), base, CHECKS, success=True)
+    fuzzed = {"entityId": "fuzzed"}
+    # (the state at revision 1, the one the entity has; without it, most revisions drawn
+    # would be past the entity's)
+    fuzz(
+        state.as_strategy(path_parameters=fuzzed, query={"revision": 1}), base, CHECKS, success=True
+    )
+    fuzz(
+        events.as_strategy(path_parameters=fuzzed, query={"from_revision": 1, "limit": 10}),
+        base,
+        CHECKS,
+        success=True,
+    )
     body = {"command": base64_command(add=[1])}
     fuzz(process.as_strategy(body=body), base, CHECKS, success=True)
 
