@@ -15,6 +15,7 @@ from tests.helm.chart import (
     EXAMPLE,
     READ_SIDES,
     Manifest,
+    container_of,
     env_of,
     find,
     helm,
@@ -143,6 +144,30 @@ def test_the_client_service_selects_every_pod_by_the_app_label() -> None:
         assert env_of(manifests, role)["COS_KUBERNETES_APP_LABEL"]["value"] == "orders"
 
 
+def test_http_and_metrics_ports_are_off_until_set_then_served_and_published() -> None:
+    plain = render()
+    assert "COS_HTTP_PORT" not in env_of(plain, "head")
+    assert "COS_METRICS_PORT" not in env_of(plain, "worker")
+    manifests = render("service.httpPort=9001", "service.metricsPort=9464")
+    service = find(manifests, "Service", "rel-cos-ray")
+    assert service["spec"]["ports"][1] == {
+        "name": "http",
+        "port": 9001,
+        "targetPort": "http",
+        "protocol": "TCP",
+    }
+    for role in ("head", "worker"):
+        ports = {p["name"]: p["containerPort"] for p in container_of(manifests, role)["ports"]}
+        assert (ports["http"], ports["metrics"]) == (9001, 9464)
+        env = env_of(manifests, role)
+        assert (env["COS_HTTP_ENABLED"]["value"], env["COS_HTTP_PORT"]["value"]) == ("true", "9001")
+        assert env["COS_METRICS_PORT"]["value"] == "9464"
+        annotations = pod_of(manifests, role)["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == "9464"
+        assert annotations["prometheus.io/scrape"] == "true"
+    assert "service.httpPort" in render_error("config.COS_HTTP_PORT=9001")
+
+
 def test_the_headless_service_publishes_pods_before_they_are_ready() -> None:
     spec = find(render(), "Service", "rel-cos-ray-ray")["spec"]
     assert spec["clusterIP"] == "None"
@@ -210,6 +235,7 @@ def test_kubernetes_older_than_1_20_is_refused() -> None:
         (
             {
                 **READ_SIDES,
+                "service": {"httpPort": 9001, "metricsPort": 9464},
                 "database": {"password": "s3"},
                 "ray": {
                     "gcsFaultTolerance": {
@@ -270,6 +296,7 @@ def test_every_object_is_valid_kubernetes(values: Manifest, objects: int, tmp_pa
         ),
         (("config.NUM_SHARDS=3",), "config"),
         (("image.pullPolicy=Sometimes",), "image.pullPolicy"),
+        (("service.httpPort=0",), "service.httpPort: Must be greater than or equal to 1"),
         (("ray.gcsFaultTolerance.redisAddress=redis",), "ray.gcsFaultTolerance.redisAddress"),
     ],
 )

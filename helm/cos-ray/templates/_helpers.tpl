@@ -94,6 +94,10 @@ COS_DEPLOYMENT_MODE: (always kubernetes)
 COS_KUBERNETES_APP_LABEL: appLabel
 COS_REPLICA_COUNT: replicas
 COS_PORT: service.port
+COS_HTTP_ENABLED: service.httpPort
+COS_HTTP_PORT: service.httpPort
+COS_SERVER_PROTOCOL: service.httpPort
+COS_METRICS_PORT: service.metricsPort
 COS_WRITE_SIDE_HOST: writeSide.host
 COS_WRITE_SIDE_PORT: writeSide.port
 COS_WRITE_SIDE_USE_TLS: writeSide.useTls
@@ -156,6 +160,16 @@ COS_READ_SIDE_CONFIG: readSides
       key: replicaCount
 - name: COS_PORT
   value: {{ int $v.service.port | quote }}
+{{- with $v.service.httpPort }}
+- name: COS_HTTP_ENABLED
+  value: "true"
+- name: COS_HTTP_PORT
+  value: {{ int . | quote }}
+{{- end }}
+{{- with $v.service.metricsPort }}
+- name: COS_METRICS_PORT
+  value: {{ int . | quote }}
+{{- end }}
 - name: COS_WRITE_SIDE_HOST
   value: {{ $v.writeSide.host | quote }}
 - name: COS_WRITE_SIDE_PORT
