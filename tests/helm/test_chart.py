@@ -235,7 +235,6 @@ def test_kubernetes_older_than_1_20_is_refused() -> None:
         (
             {
                 **READ_SIDES,
-                "service": {"httpPort": 9001, "metricsPort": 9464},
                 "database": {"password": "s3"},
                 "ray": {
                     "gcsFaultTolerance": {
@@ -247,7 +246,12 @@ def test_kubernetes_older_than_1_20_is_refused() -> None:
                 "extraVolumes": [{"name": "ca", "secret": {"secretName": "handler-ca"}}],
                 "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ca"}],
                 "head": {"tolerations": [{"operator": "Exists"}], "nodeSelector": {"pool": "a"}},
-                "service": {"type": "LoadBalancer", "annotations": {"a": "b"}},
+                "service": {
+                    "type": "LoadBalancer",
+                    "annotations": {"a": "b"},
+                    "httpPort": 9001,
+                    "metricsPort": 9464,
+                },
             },
             11,  # with the read sides' ConfigMap and the Secret
         ),
