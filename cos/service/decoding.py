@@ -2,14 +2,16 @@
 
 gRPC decodes a request before any servicer runs. Left alone, an undecodable body ends
 as ``UNKNOWN`` with a full traceback in the log, so anyone can fill the log by sending
-garbage. This interceptor gives every unary method a deserializer that cannot raise; the
-method then answers ``INVALID_ARGUMENT`` naming the message type, without running.
+garbage. This interceptor gives every method with a unary request (unary-unary and
+server-streaming) a deserializer that cannot raise; the method then answers
+``INVALID_ARGUMENT`` naming the message type, without running.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 import grpc
@@ -39,7 +41,7 @@ class _SafeDeserializer(Generic[Request]):
 
 
 class RefuseUndecodable(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Wraps every unary-unary method so an undecodable body is INVALID_ARGUMENT."""
+    """Wraps every method with a unary request so an undecodable body is INVALID_ARGUMENT."""
 
     async def intercept_service(
         self,
@@ -47,13 +49,30 @@ class RefuseUndecodable(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+        if handler is None or handler.request_deserializer is None:
             return handler
-        return grpc.unary_unary_rpc_method_handler(
-            _refusing(details.method, handler.unary_unary),
-            request_deserializer=_SafeDeserializer(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
+        deserializer = _SafeDeserializer(handler.request_deserializer)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _refusing(details.method, handler.unary_unary),
+                request_deserializer=deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _refusing_stream(details.method, handler.unary_stream),
+                request_deserializer=deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+async def _refuse(method: str, request: _Undecodable, context: grpc.aio.ServicerContext) -> None:
+    log.warning("%s: refused a request whose body does not decode", method)
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"the request body is not a valid request of {method}: {request.problem}",
+    )
 
 
 def _refusing(
@@ -61,11 +80,25 @@ def _refusing(
 ) -> Callable[[object, grpc.aio.ServicerContext], Awaitable[object]]:
     async def unary_unary(request: object, context: grpc.aio.ServicerContext) -> object:
         if isinstance(request, _Undecodable):
-            log.warning("%s: refused a request whose body does not decode", method)
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the request body is not a valid request of {method}: {request.problem}",
-            )
+            await _refuse(method, request, context)
         return await behaviour(request, context)
 
     return unary_unary
+
+
+def _refusing_stream(
+    method: str, behaviour: Callable[[object, grpc.aio.ServicerContext], object]
+) -> Callable[[object, grpc.aio.ServicerContext], AsyncIterator[object]]:
+    async def unary_stream(
+        request: object, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[object]:
+        if isinstance(request, _Undecodable):
+            await _refuse(method, request, context)
+        replies = behaviour(request, context)
+        if inspect.isasyncgen(replies):  # a servicer that yields its replies
+            async for reply in replies:
+                yield reply
+        elif inspect.isawaitable(replies):  # one that writes them with context.write
+            await replies
+
+    return unary_stream

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 import chief_of_state.v1
 import cos.v1
 from chief_of_state.v1 import manager_pb2, manager_pb2_grpc, service_pb2
-from cos.v1 import cluster_pb2, cluster_pb2_grpc
+from cos.v1 import cluster_pb2, cluster_pb2_grpc, subscription_pb2
 from tests.integration.commands import request, state_of
 from tests.integration.conftest import RunningRuntime, StartRuntime
 from tests.integration.readsides import Reader, start_reader, wait_until
@@ -53,6 +53,9 @@ CALL_TIMEOUT = 10.0
 MAX_DETAILS = 2_000  # a status message never echoes unbounded input
 GOOD_TOKEN = f"Bearer {ADMIN_TOKEN}"
 CLIENT_SERVICE = "chief_of_state.v1.ChiefOfStateService"
+# Open to every caller, as the client API is (docs/security.md); the others are the
+# operator API, behind the operator token.
+OPEN_SERVICES = {CLIENT_SERVICE, "cos.v1.HistoryService", "cos.v1.SubscriptionService"}
 # Services the runtime calls (the handlers'), which its port must not answer.
 HANDLER_SERVICES = {
     "chief_of_state.v1.WriteSideHandlerService",
@@ -76,6 +79,7 @@ class Rpc:
     name: str
     request: type[Message]
     reply: type[Message]
+    streaming: bool  # the server streams its replies
 
     @property
     def path(self) -> str:
@@ -83,8 +87,8 @@ class Rpc:
 
     @property
     def operator(self) -> bool:
-        """Behind the operator token (every service but the client API)."""
-        return self.service != CLIENT_SERVICE
+        """Behind the operator token (every service but the open ones)."""
+        return self.service not in OPEN_SERVICES
 
 
 def _services() -> list[ServiceDescriptor]:
@@ -104,6 +108,7 @@ def _rpcs(services: list[ServiceDescriptor]) -> tuple[Rpc, ...]:
             method.name,
             message_factory.GetMessageClass(method.input_type),
             message_factory.GetMessageClass(method.output_type),
+            method.server_streaming,
         )
         for service in services
         for method in service.methods
@@ -184,11 +189,28 @@ COMMANDS = st.one_of(
     ),
     st.builds(_packed, TYPE_URLS.filter(lambda url: not _is_struct(url)), BYTES),
 )
+# Revisions and counts (uint32): the small ones an entity has, or any.
+REVISIONS = st.one_of(st.integers(0, 6), st.integers(0, 2**32 - 1))
+CURSORS = st.builds(
+    subscription_pb2.Cursor,
+    positions=st.lists(
+        st.builds(subscription_pb2.ShardPosition, shard=REVISIONS, position=SHARDS), max_size=6
+    ),
+    shard_count=REVISIONS,
+)
 FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "entity_id": ENTITY_IDS,
     "command": COMMANDS,
     "read_side_id": READ_SIDE_IDS,
     "cluster_shard_number": SHARDS,
+    "from_revision": REVISIONS,
+    "to_revision": REVISIONS,
+    "limit": REVISIONS,
+    "revision": REVISIONS,
+    "after_revision": REVISIONS,
+    "after": CURSORS,
+    "from_beginning": st.booleans(),
+    "from_now": st.booleans(),
 }
 
 
@@ -330,6 +352,21 @@ def _shard_asked(request: Any) -> int | None:
     return int(request.cluster_shard_number)
 
 
+# What a read of the history may find: the entity, not yet, not so far.
+HISTORY = frozenset({Code.OK, Code.NOT_FOUND, Code.OUT_OF_RANGE})
+
+
+def _get_events(request: Any) -> Codes:
+    first = max(request.from_revision, 1)
+    if not _id_ok(request.entity_id) or 0 < request.to_revision < first:
+        return INVALID
+    return HISTORY
+
+
+def _get_state_at(request: Any) -> Codes:
+    return HISTORY if _id_ok(request.entity_id) and request.revision > 0 else INVALID
+
+
 def _read_side(request: Any) -> Codes:
     """Every other RPC names a read side, and some a shard."""
     if request.read_side_id != READ_SIDE:
@@ -343,6 +380,11 @@ ORACLES: dict[str, Callable[[Any], Codes]] = {
     "GetState": _get_state,
     "GetShards": lambda _: OK,
     "GetClusterHealth": lambda _: OK,
+    "GetEvents": _get_events,
+    "GetStateAt": _get_state_at,
+    # The runtime fuzzed runs without COS_SUBSCRIPTION_ENABLED (a stream would never end).
+    "Subscribe": lambda _: frozenset({Code.UNIMPLEMENTED}),
+    "SubscribeAll": lambda _: frozenset({Code.UNIMPLEMENTED}),
 }
 
 
@@ -377,6 +419,18 @@ REPLY_CHECKS: dict[str, Callable[[Any, Any], bool]] = {
     "GetLatestOffset": _all_shards,
     "GetLatestOffsetByShard": lambda q, r: r.offsets.cluster_shard_number == q.cluster_shard_number,
     "GetReadSideStatus": _status_shards,
+    "GetStateAt": lambda q, r: (
+        (r.meta.entity_id, r.meta.revision_number) == (q.entity_id, q.revision)
+    ),
+}
+# The same for a streamed reply, given all its messages.
+STREAM_CHECKS: dict[str, Callable[[Any, list[Any]], bool]] = {
+    "GetEvents": lambda q, rs: (
+        all(r.meta.entity_id == q.entity_id for r in rs)
+        and [r.meta.revision_number for r in rs]
+        == list(range(max(q.from_revision, 1), max(q.from_revision, 1) + len(rs)))
+        and (q.limit == 0 or len(rs) <= q.limit)
+    ),
 }
 
 # -- sending and judging a batch --------------------------------------------------------
@@ -388,28 +442,32 @@ class Outcome:
 
     code: grpc.StatusCode
     details: str
-    reply: bytes
+    replies: tuple[bytes, ...]  # one for a unary call, each message of a stream
 
 
 def _start(channel: grpc.Channel, call: Call) -> Any:
     # No (de)serializers: the body goes as is, undecodable or not.
-    method = channel.unary_unary(call.rpc.path, request_serializer=None, response_deserializer=None)
+    path = call.rpc.path
     metadata = (("authorization", call.token),) if call.token is not None else ()
+    if call.rpc.streaming:  # the call starts now; its messages are read in _outcome
+        stream = channel.unary_stream(path, request_serializer=None, response_deserializer=None)
+        return stream(call.body, timeout=CALL_TIMEOUT, metadata=metadata)
+    method = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
     return method.future(call.body, timeout=CALL_TIMEOUT, metadata=metadata)
 
 
-def _outcome(future: Any) -> Outcome:
+def _outcome(call: Call, started: Any) -> Outcome:
     try:
-        reply = future.result()
+        replies = tuple(started) if call.rpc.streaming else (started.result(),)
     except grpc.RpcError as error:
-        return Outcome(error.code(), error.details() or "", b"")
-    return Outcome(Code.OK, "", reply)
+        return Outcome(error.code(), error.details() or "", ())
+    return Outcome(Code.OK, "", replies)
 
 
 def send(channel: grpc.Channel, batch: list[Call]) -> list[Outcome]:
     """Send the whole batch at once; wait for every answer."""
-    futures = [_start(channel, call) for call in batch]
-    return [_outcome(future) for future in futures]
+    started = [_start(channel, call) for call in batch]
+    return [_outcome(call, one) for call, one in zip(batch, started, strict=True)]
 
 
 def problem(call: Call, outcome: Outcome) -> str | None:
@@ -420,9 +478,13 @@ def problem(call: Call, outcome: Outcome) -> str | None:
         return f"{outcome.code.name} {_clip(outcome.details)}, expected {names}"
     if len(outcome.details) >= MAX_DETAILS:
         return f"a {len(outcome.details)} character message: {_clip(outcome.details)}"
-    if outcome.code is Code.OK:
+    if outcome.code is Code.OK and call.rpc.streaming:
+        replies = [call.rpc.reply.FromString(reply) for reply in outcome.replies]
+        if not STREAM_CHECKS[call.rpc.name](_decoded(call.rpc, call.body), replies):
+            return f"OK with a wrong stream: {[_fields(r) for r in replies]}"
+    elif outcome.code is Code.OK:
         check = REPLY_CHECKS.get(call.rpc.name, lambda q, r: r.successful is True)
-        reply = call.rpc.reply.FromString(outcome.reply)
+        (reply,) = (call.rpc.reply.FromString(reply) for reply in outcome.replies)
         if not check(_decoded(call.rpc, call.body), reply):
             return f"OK with a wrong reply: {_fields(reply)}"
     return None
@@ -499,7 +561,9 @@ async def only_our_services_are_served(cos: RunningRuntime) -> None:
         CLIENT_SERVICE,
         "chief_of_state.v1.ReadSideManagerService",
         "cos.v1.ClusterService",
+        "cos.v1.HistoryService",
         "cos.v1.ReadSideStatusService",
+        "cos.v1.SubscriptionService",
     }
     for rpc in NOT_SERVED:
         method = cos.channel.unary_unary(rpc.path, request_serializer=None)
