@@ -370,7 +370,9 @@ async def test_a_head_pod_restart_loses_no_acknowledged_command(
     worker pod keeps running; without, the worker's Ray gives up after the reconnect
     timeout and Kubernetes restarts it. Either way every shard answers again and nothing
     acknowledged is lost; the test prints how long commands failed."""
-    reconnect = 30
+    # With Redis the worker must outlast the head's restart (46 s once on a loaded 2-core
+    # machine; the chart's default is 60 s); without, a short timeout keeps the test short.
+    reconnect = 120 if redis else 30
     extra = ["--set", f"ray.gcsFaultTolerance.reconnectTimeoutSeconds={reconnect}"]
     if redis:
         address = f"{kubernetes.node_ip}:{reachable_redis}"
