@@ -8,23 +8,14 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import any_pb2, struct_pb2
 
 from cos import postgres
 from cos.errors import HistoryDeletedError, InvalidRequestError, NotFoundError, OutOfRangeError
 from cos.history.reader import HistoryReader
 from cos.sharding import entity as logic
 from cos.v1 import history_pb2, history_pb2_grpc
-from tests.integration.commands import request, struct_of
+from tests.integration.commands import command, request, struct_of
 from tests.integration.conftest import StartRuntime
-
-
-def packed(**fields: Any) -> any_pb2.Any:
-    message = struct_pb2.Struct()
-    message.update(fields)
-    value = any_pb2.Any()
-    value.Pack(message)
-    return value
 
 
 async def write(
@@ -44,7 +35,7 @@ async def write(
         wrappers = []
         for n in range(revision + 1, revision + count + 1):
             meta = logic.event_meta(entity_id, n, datetime.now(timezone.utc), [])
-            wrappers.append(logic.wrap_event(packed(n=n), packed(total=n), meta))
+            wrappers.append(logic.wrap_event(command(n=n), command(total=n), meta))
         await store.append(
             0, epoch, [logic.build_append(entity_id, revision, wrappers, snapshot_every)]
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import any_pb2, descriptor_pb2, empty_pb2, struct_pb2, timestamp_pb2
+from google.protobuf import any_pb2, descriptor_pb2, empty_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from chief_of_state.v1 import common_pb2
@@ -24,6 +24,7 @@ from cos.http.convert import AnyCodec, from_base64, meta_to_json, to_base64
 from cos.http.descriptors import descriptor_paths, load_pool
 from cos.http.status import HTTP_STATUS, failure, http_status
 from cos.transport import DETAILS_KEY
+from tests.integration.commands import command
 
 STRUCT_URL = "type.googleapis.com/google.protobuf.Struct"
 NOTE_URL = "type.googleapis.com/tests.http.v1.Note"
@@ -54,24 +55,16 @@ def codec(tmp_path: Path) -> AnyCodec:
     return AnyCodec(load_pool([_write_set(tmp_path / "notes.pb", _note_file())]))
 
 
-def _struct(**fields: object) -> any_pb2.Any:
-    message = struct_pb2.Struct()
-    message.update(fields)
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
-
-
 def test_known_types_are_json_and_unknown_ones_base64(codec: AnyCodec) -> None:
-    assert codec.to_json(_struct(add=[1])) == {"@type": STRUCT_URL, "value": {"add": [1.0]}}
+    assert codec.to_json(command(add=[1])) == {"@type": STRUCT_URL, "value": {"add": [1.0]}}
     empty = any_pb2.Any()
     empty.Pack(empty_pb2.Empty())
     assert codec.to_json(empty) == to_base64(empty)
-    assert codec.to_json(_struct(add=[1]), base64_only=True) == to_base64(_struct(add=[1]))
+    assert codec.to_json(command(add=[1]), base64_only=True) == to_base64(command(add=[1]))
 
 
 def test_without_descriptor_sets_everything_is_base64() -> None:
-    value = _struct(add=[1])
+    value = command(add=[1])
     assert AnyCodec().to_json(value) == base64.b64encode(value.SerializeToString()).decode()
 
 
@@ -83,7 +76,7 @@ def test_a_user_type_round_trips_through_json(codec: AnyCodec) -> None:
 
 
 def test_base64_commands_standard_or_url_safe_unpadded(codec: AnyCodec) -> None:
-    value = _struct(note="x" * 7)
+    value = command(note="x" * 7)
     raw = value.SerializeToString()
     assert codec.from_json(base64.b64encode(raw).decode(), "command") == value
     assert codec.from_json(base64.urlsafe_b64encode(raw).decode().rstrip("="), "c") == value
@@ -123,7 +116,7 @@ def test_meta_is_snake_case_with_an_iso_date(codec: AnyCodec) -> None:
         revision_date=date,
         headers=[common_pb2.Header(key="x-b-bin", bytes_value=b"\x01")],
     )
-    meta.data["k"].CopyFrom(_struct(a=1))
+    meta.data["k"].CopyFrom(command(a=1))
     assert meta_to_json(meta, codec) == {
         "entity_id": "e1",
         "revision_number": 2,

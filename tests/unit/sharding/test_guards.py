@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from google.protobuf import any_pb2, struct_pb2, timestamp_pb2
+from google.protobuf import any_pb2, timestamp_pb2
 
 from chief_of_state.v1 import common_pb2, persistence_pb2
 from cos.errors import (
@@ -24,14 +24,7 @@ from cos.sharding.guards import (
     needs_event,
     original_reply,
 )
-
-
-def command(**fields: object) -> any_pb2.Any:
-    message = struct_pb2.Struct()
-    message.update(fields)
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
+from tests.integration.commands import command
 
 
 def state_at(entity_id: str, revision: int, total: float) -> EntityState:
