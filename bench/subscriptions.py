@@ -8,6 +8,8 @@ runtime with subscriptions off (what the NOTIFY in the append costs), in one run
    with 1, 10 and 100 streams opened ``from_now`` by a reader process of its own
    (``--reader``, so the streams' client CPU is not the load's), which logs its running
    total every 0.1 s. Events/s delivered is the growth of that total over the window.
+3. The same with ``COS_SUBSCRIPTION_PORT``: the streams are read from the node's
+   subscription process.
 
 Run: ``python bench/subscriptions.py [--duration 15 --concurrency 64 --fan-out 1,10,100]``.
 """
@@ -106,19 +108,24 @@ async def main(args: argparse.Namespace) -> None:
     handler.start()
     try:
         await asyncio.to_thread(handler.wait_for_output, HANDLER_READY, 60.0)
-        for enabled in ("false", "true"):
+        for mode in ("off", "on", "process"):
             port, schema = _free_port(), f"bench_subs_{uuid.uuid4().hex[:8]}"
             schemas.append(schema)
-            env = {"COS_SUBSCRIPTION_ENABLED": enabled}
-            name = f"subscriptions-{'on' if enabled == 'true' else 'off'}"
+            env = {"COS_SUBSCRIPTION_ENABLED": "false" if mode == "off" else "true"}
+            streams_port = port
+            if mode == "process":
+                streams_port = _free_port()
+                env["COS_SUBSCRIPTION_PORT"] = str(streams_port)
+            name = f"subscriptions-{mode}"
             server = runtime_process(settings, port, handler_port, schema, env, name=name)
             server.start()
             target = f"127.0.0.1:{port}"
             try:
                 await wait_ready(server, target, 120.0)
-                fan_outs = [0, *args.fan_out] if enabled == "true" else [0]
+                fan_outs = [0] if mode == "off" else [0, *args.fan_out]
                 for streams in fan_outs:
-                    rows.append(await phase(args, settings, target, name, streams))
+                    reader_target = f"127.0.0.1:{streams_port}"
+                    rows.append(await phase(args, settings, target, reader_target, name, streams))
                     print(rows[-1], flush=True)
             finally:
                 server.stop()
@@ -130,7 +137,12 @@ async def main(args: argparse.Namespace) -> None:
 
 
 async def phase(
-    args: argparse.Namespace, settings: BenchSettings, target: str, name: str, streams: int
+    args: argparse.Namespace,
+    settings: BenchSettings,
+    target: str,
+    reader_target: str,
+    name: str,
+    streams: int,
 ) -> str:
     load = LoadSettings(
         target, concurrency=args.concurrency, duration=args.duration, entities=args.entities
@@ -141,7 +153,16 @@ async def phase(
     out = settings.log_dir / f"reader-{streams}.txt"
     process = ServerProcess(
         f"reader-{streams}",
-        [sys.executable, __file__, "--reader", str(streams), "--target", target, "--out", str(out)],
+        [
+            sys.executable,
+            __file__,
+            "--reader",
+            str(streams),
+            "--target",
+            reader_target,
+            "--out",
+            str(out),
+        ],
         settings.log_dir / f"reader-{streams}.log",
     )
     process.start()

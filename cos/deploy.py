@@ -35,6 +35,7 @@ from cos.sharding.names import (
     HTTP_PORT_LABEL,
     NAMESPACE,
     PORT_LABEL,
+    SUBSCRIPTION_PORT_LABEL,
     coordinator_name,
     host_name,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "HTTP_PORT_LABEL",
     "NAMESPACE",
     "PORT_LABEL",
+    "SUBSCRIPTION_PORT_LABEL",
     "ClusterMismatchError",
     "NodeTakenError",
     "RayNode",
@@ -318,6 +320,7 @@ def launch_host(
     """Create the node actor of ``node`` and start its gRPC server (it owns no shard yet)."""
     port = int(node.labels.get(PORT_LABEL, settings.port))
     http_port = int(node.labels.get(HTTP_PORT_LABEL, settings.http_port))
+    subscription_port = node.labels.get(SUBSCRIPTION_PORT_LABEL, settings.subscription_port)
     advertise = f"{advertised_host(settings, node)}:{port}"
     host_id = host_name(runtime.name, node.node_id)
     try:
@@ -336,6 +339,7 @@ def launch_host(
                 advertise,
                 driver_pid=driver_pid,
                 http_port=http_port,
+                subscription_port=None if subscription_port is None else int(subscription_port),
             ),
         )
     except ActorAlreadyExistsError:

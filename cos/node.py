@@ -65,10 +65,11 @@ from cos.sharding.keeper import LeaseKeeper
 from cos.sharding.names import host_prefix
 from cos.sharding.report import ShardInfo
 from cos.subscription import CommitAnnouncer, CommitWakeups, SubscriptionHub
+from cos.subscription.process import SubscriptionProcess
 from cos.telemetry.command_path import ObservedWriteHandler, TelemetryInterceptor
 from cos.telemetry.instruments import Instruments
 from cos.telemetry.setup import MetricsEndpoint, Telemetry
-from cos.tls import TlsFiles, server_credentials
+from cos.tls import bind_server
 from cos.transport import message_limits
 from cos.v1 import (
     cluster_pb2,
@@ -103,6 +104,7 @@ class _Parts:
     subscriptions: SubscriptionHub | None = None
     announcer: CommitAnnouncer | None = None
     journal_listener: ControlListener | None = None
+    subscription_process: SubscriptionProcess | None = None
     http: HttpServer | None = None  # the HTTP/JSON API, when COS_HTTP_* asks for it
 
     async def close_connections(self) -> None:
@@ -139,9 +141,11 @@ class Node:
         interceptors: Sequence[Interceptor] = (),
         driver_pid: int | None = None,
         http_port: int | None = None,
+        subscription_port: int | None = None,
     ) -> None:
         self.host_id = host_id
         self._http_port = settings.http_port if http_port is None else http_port
+        self._subscription_port = subscription_port or settings.subscription_port
         self._driver_pid = driver_pid
         self._watchdog: asyncio.Task[None] | None = None
         self._settings = settings
@@ -241,10 +245,12 @@ class Node:
         self._parts = _Parts(datastore, host, read_sides, handler, peers, server, telemetry)
         self._parts.subscriptions, self._parts.announcer = subscriptions, announcer
         address = f"{settings.address}:{self._port}"
-        if not _bind(server, address, settings.tls):
+        if not bind_server(server, address, settings.tls):
             parts, self._parts = self._parts, None
             await parts.close_connections()
             raise PortInUseError.at(settings.address, self._port)
+        if subscriptions is not None and self._subscription_port is not None:
+            await self._start_subscription_process(self._subscription_port)
         await self._bind_http(commands, history, codec)
         if read_sides.active:
             self._parts.control = ControlListener(self._target, read_sides.poke)
@@ -276,6 +282,23 @@ class Node:
             http_address = f"{settings.http_address or settings.address}:{self._http_port}"
             log.info("shard host %s: HTTP/JSON API served on %s", self.host_id, http_address)
         return address
+
+    async def _start_subscription_process(self, port: int) -> None:
+        """Start the node's subscription process; a taken port stops start-up."""
+        parts = self._parts
+        assert parts is not None
+        process = SubscriptionProcess(self._settings, self._target, port)
+        try:
+            await process.start()
+        except StartupError:
+            self._parts = None
+            await parts.server.stop(0)
+            await parts.close_connections()
+            raise
+        parts.subscription_process = process
+        log.info(
+            "shard host %s: subscription streams also served on %s", self.host_id, process.address
+        )
 
     async def _bind_http(
         self, commands: CommandHandler, history: HistoryReader, codec: AnyCodec
@@ -460,6 +483,8 @@ class Node:
             await parts.http.stop()
         if parts.subscriptions is not None:
             await parts.subscriptions.close()  # streams never end on their own
+        if parts.subscription_process is not None:
+            await parts.subscription_process.stop(self._settings.shutdown_grace_seconds)
         await parts.server.stop(self._settings.shutdown_grace_seconds)
         await parts.close_connections()
 
@@ -496,14 +521,3 @@ def _tls_words(settings: CosSettings) -> str:
     if tls is None:
         return ""
     return " (mutual TLS)" if tls.mutual else " (TLS)"
-
-
-def _bind(server: grpc.aio.Server, address: str, tls: TlsFiles | None) -> bool:
-    try:
-        if tls is None:
-            bound: int = server.add_insecure_port(address)
-        else:
-            bound = server.add_secure_port(address, server_credentials(tls))
-    except RuntimeError:  # grpcio >= 1.60 raises where older ones returned 0
-        return False
-    return bound != 0

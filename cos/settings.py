@@ -266,6 +266,13 @@ class CosSettings(BaseSettings):
         gt=0,
         description="events buffered per subscriber before it catches up from the journal",
     )
+    subscription_port: int | None = Field(
+        None,
+        gt=0,
+        lt=65536,
+        description="port where a separate, lower-priority process of each node serves the"
+        " subscription streams (COS_PORT serves them too); unset: no such process",
+    )
     server_protocol: ServerProtocol = Field(
         ServerProtocol.GRPC, description="grpc, http or both: the APIs served (gRPC always)"
     )
@@ -509,6 +516,8 @@ class CosSettings(BaseSettings):
             ):
                 if not value:
                     raise SettingsError(f"{name}: required when COS_DEPLOYMENT_MODE=kubernetes")
+        if self.subscription_port is not None and not self.subscription_enabled:
+            raise SettingsError("COS_SUBSCRIPTION_PORT: needs COS_SUBSCRIPTION_ENABLED=true")
         self._check_tls()
 
     def _check_tls(self) -> None:

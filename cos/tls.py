@@ -122,3 +122,15 @@ def channel_credentials(files: TlsFiles) -> grpc.ChannelCredentials:
         private_key=read_pem(files.key_file, "TLS key file"),
         certificate_chain=read_pem(files.cert_file, "TLS certificate file", PEM_CERTIFICATE),
     )
+
+
+def bind_server(server: grpc.aio.Server, address: str, tls: TlsFiles | None) -> bool:
+    """Bind ``address`` (with TLS when ``tls`` is set); False when the port is taken."""
+    try:
+        if tls is None:
+            bound: int = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, server_credentials(tls))
+    except RuntimeError:  # grpcio >= 1.60 raises where older ones returned 0
+        return False
+    return bound != 0

@@ -35,7 +35,12 @@ class Process:
     """A child process whose output is collected; ``wait_for`` blocks on a line."""
 
     def __init__(
-        self, args: Sequence[str], env: dict[str, str] | None = None, cwd: Path = ROOT
+        self,
+        args: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+        *,
+        stdin: bool = False,
     ) -> None:
         self.lines: list[str] = []
         self._cond = threading.Condition()
@@ -45,6 +50,7 @@ class Process:
             env=dict(os.environ) if env is None else env,  # a given env is the whole of it
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE if stdin else None,
             text=True,
             start_new_session=True,
         )
@@ -76,6 +82,12 @@ class Process:
                 if left <= 0:
                     raise AssertionError(f"no line matching {pattern!r}:\n{self.output}")
                 self._cond.wait(min(left, 0.5))
+
+    def send(self, line: str) -> None:
+        """Write ``line`` to the child's stdin (started with ``stdin=True``)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
 
     @property
     def output(self) -> str:
@@ -195,3 +207,13 @@ def build_image(tag: str) -> str:
     )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     return f"localhost/cos-ray:{tag}"
+
+
+def refused_start(env: dict[str, str]) -> str:
+    """Run ``cos serve``, which must exit 2 with one ``cos:`` line, the last; returns it."""
+    result = subprocess.run([*COS, "serve"], env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("cos: ")] == lines[-1:], result.stderr
+    return lines[-1]

@@ -11,6 +11,8 @@ NAMESPACE = "cos"
 PORT_LABEL = "cos-port"
 # The same for the HTTP/JSON API's port (COS_HTTP_PORT).
 HTTP_PORT_LABEL = "cos-http-port"
+# And for the subscription process's port (COS_SUBSCRIPTION_PORT).
+SUBSCRIPTION_PORT_LABEL = "cos-subscription-port"
 
 
 def coordinator_name(cluster: str) -> str:

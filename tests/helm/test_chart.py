@@ -168,6 +168,32 @@ def test_http_and_metrics_ports_are_off_until_set_then_served_and_published() ->
     assert "service.httpPort" in render_error("config.COS_HTTP_PORT=9001")
 
 
+def test_the_subscription_port_is_served_and_turns_subscriptions_on() -> None:
+    assert "COS_SUBSCRIPTION_PORT" not in env_of(render(), "head")
+    manifests = render("service.subscriptionPort=9002")
+    service = find(manifests, "Service", "rel-cos-ray")
+    assert service["spec"]["ports"][1] == {
+        "name": "subscriptions",
+        "port": 9002,
+        "targetPort": "subscriptions",
+        "protocol": "TCP",
+    }
+    for role in ("head", "worker"):
+        ports = {p["name"]: p["containerPort"] for p in container_of(manifests, role)["ports"]}
+        assert ports["subscriptions"] == 9002
+        env = env_of(manifests, role)
+        assert env["COS_SUBSCRIPTION_PORT"]["value"] == "9002"
+        assert env["COS_SUBSCRIPTION_ENABLED"]["value"] == "true"
+    # Said once when config says it too (the runtime refuses a port with "false").
+    both = render("service.subscriptionPort=9002", "config.COS_SUBSCRIPTION_BUFFER=10")
+    assert env_of(both, "head")["COS_SUBSCRIPTION_BUFFER"]["value"] == "10"
+    said = container_of(
+        render("service.subscriptionPort=9002", "config.COS_SUBSCRIPTION_ENABLED=true"), "head"
+    )["env"]
+    assert [e["name"] for e in said].count("COS_SUBSCRIPTION_ENABLED") == 1
+    assert "service.subscriptionPort" in render_error("config.COS_SUBSCRIPTION_PORT=9002")
+
+
 def test_the_headless_service_publishes_pods_before_they_are_ready() -> None:
     spec = find(render(), "Service", "rel-cos-ray-ray")["spec"]
     assert spec["clusterIP"] == "None"
@@ -250,6 +276,7 @@ def test_kubernetes_older_than_1_20_is_refused() -> None:
                     "type": "LoadBalancer",
                     "annotations": {"a": "b"},
                     "httpPort": 9001,
+                    "subscriptionPort": 9002,
                     "metricsPort": 9464,
                 },
             },

@@ -33,7 +33,7 @@ from cos.postgres import DatabaseTarget
 from tests.integration.commands import command, struct_of
 from tests.integration.conftest import RunningRuntime, StartRuntime
 from tests.integration.test_serve import Serve, serving
-from tests.support import COS, db_env, free_port, serve_env
+from tests.support import db_env, free_port, refused_start, serve_env
 
 __all__ = ["serving"]  # the fixture, for pytest
 
@@ -453,13 +453,3 @@ def test_an_unusable_descriptor_set_is_one_line(database: DatabaseTarget, tmp_pa
     env = serve_env(1, free_port(), COS_SERVER_PROTOCOL="both", COS_PROTO_DESCRIPTORS=missing)
     last = refused_start({**env, **db_env(database)})
     assert last.startswith(f"cos: COS_PROTO_DESCRIPTORS: cannot read {missing}: ")
-
-
-def refused_start(env: dict[str, str]) -> str:
-    """Run ``cos serve``, which must exit 2 with one ``cos:`` line, the last; returns it."""
-    result = subprocess.run([*COS, "serve"], env=env, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert [line for line in lines if line.startswith("cos: ")] == lines[-1:], result.stderr
-    return lines[-1]

@@ -4,8 +4,15 @@ resume from a cursor without gap or duplicate, start options, statuses, fan-out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import asyncpg
 import grpc
@@ -18,8 +25,9 @@ from cos.sharding.routing import shard_of
 from cos.v1 import subscription_pb2, subscription_pb2_grpc
 from tests.integration.commands import request
 from tests.integration.conftest import RunningRuntime, StartRuntime
+from tests.integration.subscriber_load import digest
 from tests.integration.subscriptions import check_order, keys, read, stub_on
-from tests.support import COS, Process, db_env, free_port, serve_env
+from tests.support import COS, Process, db_env, free_port, refused_start, serve_env
 
 SHARDS = 4
 
@@ -149,35 +157,39 @@ async def latencies(cos: RunningRuntime, count: int) -> list[float]:
 async def test_a_hundred_subscribers_and_a_slow_one_get_every_event(
     start_cos: StartRuntime, db: asyncpg.Connection
 ) -> None:
-    cos = await start_cos(subscription_enabled=True, num_shards=SHARDS, subscription_buffer=5)
-    alone = await latencies(cos, 50)
-    stub = stub_on(cos.channel)
-    start = subscription_pb2.SubscribeAllRequest(from_beginning=True)
-    fast = [stub.SubscribeAll(start) for _ in range(100)]
-    slow = stub.SubscribeAll(start)
-    await asyncio.gather(*(call.initial_metadata() for call in [*fast, slow]))
-    # 40 KB states: the slow stream's unread messages overflow gRPC's windows, then its
-    # buffer of 5, so it falls back to the journal.
-    for round_ in range(4):
-        await asyncio.gather(
-            *(
-                cos.stub.ProcessCommand(request(f"big-{i}", add=[1, 2], state_bytes=40_000))
-                for i in range(round_ * 10, round_ * 10 + 10)
+    """On the subscription process's port (COS_SUBSCRIPTION_PORT), with the subscribers
+    in a process of their own; prints command latency without and with them."""
+    port = free_port()
+    cos = await start_cos(
+        subscription_enabled=True, num_shards=SHARDS, subscription_buffer=5, subscription_port=port
+    )
+    alone = await latencies(cos, 100)
+    subscribers = Process(
+        [sys.executable, "-m", "tests.integration.subscriber_load", "--address",
+         f"127.0.0.1:{port}", "--streams", "100", "--slow", "1"],
+        stdin=True,
+    )  # fmt: skip
+    try:
+        await asyncio.to_thread(subscribers.wait_for, "^subscribed$", 60)
+        # 40 KB states: the slow stream's unread messages overflow gRPC's windows, then
+        # its buffer of 5, so it falls back to the journal.
+        for round_ in range(4):
+            await asyncio.gather(
+                *(
+                    cos.stub.ProcessCommand(request(f"big-{i}", add=[1, 2], state_bytes=40_000))
+                    for i in range(round_ * 10, round_ * 10 + 10)
+                )
             )
-        )
-    watched = await latencies(cos, 50)
-    total = len(await all_keys(db))
-    readers = [read(call, total) for call in fast]
-    results = await asyncio.gather(*readers)
-    expected = await all_keys(db)
-    for got in results:
-        assert set(keys(got)) == expected and len(got) == total
-        check_order(got)
-    slow_got = await read(slow, total)
-    assert set(keys(slow_got)) == expected and len(slow_got) == total
-    check_order(slow_got)
-    for call in [*fast, slow]:
-        call.cancel()
+        watched = await latencies(cos, 100)
+        expected = await all_keys(db)
+        subscribers.send(str(len(expected)))
+        said = await asyncio.to_thread(subscribers.wait_for, r"^\[\[", 300)
+    finally:
+        subscribers.stop()
+    outcome = json.loads(said.string)
+    assert len(outcome) == 101
+    for count, found, in_order in outcome:
+        assert (count, found, in_order) == (len(expected), digest(expected), True)
     print(
         f"\ncommand latency ms (median / p90): without subscribers"
         f" {statistics.median(alone):.2f} / {statistics.quantiles(alone, n=10)[-1]:.2f},"
@@ -189,25 +201,42 @@ async def test_a_hundred_subscribers_and_a_slow_one_get_every_event(
 def test_a_cursor_resumes_across_a_restart_of_cos_serve(
     database: DatabaseTarget, write_handler: int
 ) -> None:
-    env = serve_env(write_handler, free_port(), COS_SUBSCRIPTION_ENABLED="true", **db_env(database))
+    """Read from the subscription process (COS_SUBSCRIPTION_PORT) first, which comes back
+    when killed; resumed on COS_PORT: a cursor is good on either port."""
+    streams = free_port()
+    env = serve_env(
+        write_handler,
+        free_port(),
+        COS_SUBSCRIPTION_ENABLED="true",
+        COS_SUBSCRIPTION_PORT=str(streams),
+        **db_env(database),
+    )
     address = f"127.0.0.1:{env['COS_PORT']}"
     first = Process([*COS, "serve"], env=env)
     try:
         first.wait_for(r"cos serve ready", timeout=180)
-        with grpc.insecure_channel(address) as channel:
+        killed = subscription_process(streams)
+        os.kill(killed, signal.SIGKILL)
+        with (
+            grpc.insecure_channel(address) as channel,
+            grpc.insecure_channel(f"127.0.0.1:{streams}") as separate,
+        ):
             commands = service_pb2_grpc.ChiefOfStateServiceStub(channel)
             for i in range(10):
                 commands.ProcessCommand(request(f"r-{i % 3}", add=[i, 1]))
-            stream = sync_stub(channel).SubscribeAll(
-                subscription_pb2.SubscribeAllRequest(from_beginning=True)
+            # The node starts its subscription process again.
+            stream = sync_stub(separate).SubscribeAll(
+                subscription_pb2.SubscribeAllRequest(from_beginning=True), wait_for_ready=True
             )
             received = [next(stream) for _ in range(5)]
+            assert subscription_process(streams) != killed
             assert first.stop() == 0, first.output
             with pytest.raises(grpc.RpcError) as ended:
                 received.extend(stream)  # what was on its way, then the end
             assert ended.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
     finally:
         first.stop()
+    assert "the subscription process ended (exit -9)" in first.output
 
     second = Process([*COS, "serve"], env=env)
     try:
@@ -229,6 +258,31 @@ def test_a_cursor_resumes_across_a_restart_of_cos_serve(
         (f"r-{e}", r) for e, top in ((0, 10), (1, 8), (2, 7), (3, 1)) for r in range(1, top + 1)
     }
     check_order(received + rest)
+
+
+def test_a_taken_subscription_port_is_one_line(database: DatabaseTarget) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = serve_env(
+            1, free_port(), COS_SUBSCRIPTION_ENABLED="true", COS_SUBSCRIPTION_PORT=str(port)
+        )
+        last = refused_start({**env, **db_env(database)})
+    assert last == (
+        f"cos: COS_SUBSCRIPTION_PORT: 127.0.0.1:{port} is already in use (COS_ADDRESS,"
+        " COS_SUBSCRIPTION_PORT): stop what listens there or choose another port"
+    )
+
+
+def subscription_process(port: int) -> int:
+    """The pid of the subscription process serving ``port`` on this machine."""
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"cos.subscription.process" in argv and argv[-2].endswith(b":%d" % port):
+                return int(entry.name)
+    raise AssertionError(f"no subscription process serves port {port}")
 
 
 def sync_stub(channel: grpc.Channel) -> subscription_pb2_grpc.SubscriptionServiceStub:

@@ -209,3 +209,13 @@ def test_database_tls_follows_libpq(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COS_DB_SSL_MODE", "sometimes")
     with pytest.raises(SettingsError, match="^COS_DB_SSL_MODE: .*'sometimes'"):
         load_settings()
+
+
+def test_a_subscription_port_needs_subscriptions_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COS_SUBSCRIPTION_PORT", "9002")
+    with pytest.raises(
+        SettingsError, match="^COS_SUBSCRIPTION_PORT: needs COS_SUBSCRIPTION_ENABLED=true"
+    ):
+        load_settings()
+    monkeypatch.setenv("COS_SUBSCRIPTION_ENABLED", "true")
+    assert load_settings().subscription_port == 9002

@@ -98,6 +98,7 @@ COS_HTTP_ENABLED: service.httpPort
 COS_HTTP_PORT: service.httpPort
 COS_SERVER_PROTOCOL: service.httpPort
 COS_METRICS_PORT: service.metricsPort
+COS_SUBSCRIPTION_PORT: service.subscriptionPort
 COS_WRITE_SIDE_HOST: writeSide.host
 COS_WRITE_SIDE_PORT: writeSide.port
 COS_WRITE_SIDE_USE_TLS: writeSide.useTls
@@ -164,6 +165,14 @@ COS_READ_SIDE_CONFIG: readSides
 - name: COS_HTTP_ENABLED
   value: "true"
 - name: COS_HTTP_PORT
+  value: {{ int . | quote }}
+{{- end }}
+{{- with $v.service.subscriptionPort }}
+{{- if not (hasKey $v.config "COS_SUBSCRIPTION_ENABLED") }}
+- name: COS_SUBSCRIPTION_ENABLED
+  value: "true"
+{{- end }}
+- name: COS_SUBSCRIPTION_PORT
   value: {{ int . | quote }}
 {{- end }}
 {{- with $v.service.metricsPort }}
