@@ -209,9 +209,17 @@ def build_image(tag: str) -> str:
     return f"localhost/cos-ray:{tag}"
 
 
-def refused_start(env: dict[str, str]) -> str:
-    """Run ``cos serve``, which must exit 2 with one ``cos:`` line, the last; returns it."""
-    result = subprocess.run([*COS, "serve"], env=env, capture_output=True, text=True, timeout=180)
+def refused_start(env: dict[str, str], timeout: float = 180) -> str:
+    """Run ``cos serve``, which must refuse to start (within ``timeout`` seconds); returns
+    its one ``cos:`` line (see :func:`one_line_failure`)."""
+    result = subprocess.run(
+        [*COS, "serve"], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    return one_line_failure(result)
+
+
+def one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
+    """Exit 2, no traceback, and exactly one ``cos:`` line, the last one; returns it."""
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
     lines = result.stderr.strip().splitlines()
