@@ -19,7 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
+import grpc
 
+from chief_of_state.v1 import service_pb2_grpc
 from cos.postgres import DatabaseTarget, EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,3 +227,17 @@ def one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
     assert [line for line in lines if line.startswith("cos: ")] == lines[-1:], result.stderr
     return lines[-1]
+
+
+class Serve:
+    """A running ``cos serve`` with a sync client."""
+
+    def __init__(self, env: dict[str, str], cwd: Path = ROOT) -> None:
+        self.process = Process([*COS, "serve"], env=env, cwd=cwd)
+        self.process.wait_for(r"cos serve ready", timeout=180)
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{env['COS_PORT']}")
+        self.stub = service_pb2_grpc.ChiefOfStateServiceStub(self.channel)
+
+    def stop(self) -> int:
+        self.channel.close()
+        return self.process.stop()

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from tests.cluster.conftest import ClusterRuntime, Nodes
-from tests.integration.test_http import base64_command
+from tests.integration.commands import base64_command
 
 
 async def test_every_node_serves_http_for_every_entity(cluster_cos: Any, nodes: Nodes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from google.protobuf import any_pb2, struct_pb2
@@ -42,3 +43,8 @@ async def send(
         request(entity_id, **fields), metadata=metadata
     )
     return reply
+
+
+def base64_command(**fields: Any) -> str:
+    """A command as the HTTP API's base64 form carries it."""
+    return base64.b64encode(command(**fields).SerializeToString()).decode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from cos import postgres
 from cos.deploy import NAMESPACE, Runtime, start_runtime
 from cos.postgres import DatabaseTarget
 from cos.settings import CosSettings
-from tests.support import ADMIN_TOKEN, free_port
+from tests.support import ADMIN_TOKEN, Serve, free_port
 
 
 @pytest.fixture
@@ -95,3 +95,12 @@ async def start_cos(
     for running in started:
         await running.channel.close()
         await asyncio.to_thread(running.runtime.stop)
+
+
+@pytest.fixture
+def serving() -> Iterator[list[Serve]]:
+    """``cos serve`` processes a test started (append them); stopped after it."""
+    running: list[Serve] = []
+    yield running
+    for serve in running:
+        serve.stop()

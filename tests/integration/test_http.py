@@ -30,12 +30,9 @@ from schemathesis.checks import (
 
 from chief_of_state.v1 import service_pb2
 from cos.postgres import DatabaseTarget
-from tests.integration.commands import command, struct_of
+from tests.integration.commands import base64_command, struct_of
 from tests.integration.conftest import RunningRuntime, StartRuntime
-from tests.integration.test_serve import Serve, serving
-from tests.support import db_env, free_port, refused_start, serve_env
-
-__all__ = ["serving"]  # the fixture, for pytest
+from tests.support import Serve, db_env, free_port, refused_start, serve_env
 
 STRUCT = "type.googleapis.com/google.protobuf.Struct"
 NOTE = "type.googleapis.com/tests.http.v1.Note"
@@ -88,10 +85,6 @@ async def api(start_cos: StartRuntime, descriptor_set: str) -> AsyncIterator[Api
 
 def json_command(**fields: Any) -> dict[str, Any]:
     return {"@type": STRUCT, "value": fields}
-
-
-def base64_command(**fields: Any) -> str:
-    return base64.b64encode(command(**fields).SerializeToString()).decode()
 
 
 async def test_commands_and_state_as_json_or_base64(api: Api) -> None:

@@ -18,10 +18,7 @@ from cos.postgres import DatabaseTarget
 from cos.v1 import cluster_pb2, cluster_pb2_grpc, readside_pb2, readside_pb2_grpc
 from tests.integration.commands import request
 from tests.integration.conftest import StartRuntime
-from tests.integration.test_serve import Serve, serving
-from tests.support import OPERATOR_METADATA, ROOT, db_env, free_port, serve_env
-
-__all__ = ["serving"]  # the fixture, for pytest
+from tests.support import OPERATOR_METADATA, ROOT, Serve, db_env, free_port, serve_env
 
 
 def process_tree(pid: int) -> list[psutil.Process]:

@@ -6,41 +6,18 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import grpc
 import pytest
 
-from chief_of_state.v1 import service_pb2, service_pb2_grpc
+from chief_of_state.v1 import service_pb2
 from cos.postgres import DatabaseTarget, pin_shard_count
 from tests.integration.commands import request, state_of
 from tests.integration.readsides import Reader, cli, start_reader
-from tests.support import COS, ROOT, Process, db_env, free_port, one_line_failure, serve_env
+from tests.support import COS, Serve, db_env, free_port, one_line_failure, serve_env
 
 __all__ = ["start_reader"]  # the fixture, for pytest
-
-
-class Serve:
-    """A running ``cos serve`` with a sync client."""
-
-    def __init__(self, env: dict[str, str], cwd: Path = ROOT) -> None:
-        self.process = Process([*COS, "serve"], env=env, cwd=cwd)
-        self.process.wait_for(r"cos serve ready", timeout=180)
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{env['COS_PORT']}")
-        self.stub = service_pb2_grpc.ChiefOfStateServiceStub(self.channel)
-
-    def stop(self) -> int:
-        self.channel.close()
-        return self.process.stop()
-
-
-@pytest.fixture
-def serving() -> Iterator[list[Serve]]:
-    running: list[Serve] = []
-    yield running
-    for serve in running:
-        serve.stop()
 
 
 def test_bad_setting_stops_start_up_with_one_line_naming_it() -> None:
