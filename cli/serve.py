@@ -18,6 +18,7 @@ from ray.actor import ActorHandle
 
 from cos.deploy import FAST_NODE_FAILURE, NAMESPACE, join_node
 from cos.errors import PortInUseError, StartupError
+from cos.http import codec_for
 from cos.postgres import DatabaseTarget, migrate, pin_shard_count, resolve_target, wait_for_database
 from cos.service.operator_auth import LOCAL_TOKEN_FILE
 from cos.settings import CosSettings
@@ -29,13 +30,15 @@ _HEALTH_INTERVAL = 5.0
 
 def run(settings: CosSettings, ray_address: str | None) -> int:
     """Serve until SIGTERM/SIGINT (exit 0) or until a host dies (exit 1)."""
+    if settings.http_served:
+        codec_for(settings.proto_descriptors)  # unusable descriptor sets stop us here
     target, embedded = resolve_target(settings.db)
     try:
         asyncio.run(_prepare_journal(target, settings))
         if ray_address is None:
             # Our own one-node cluster: the host will bind here, so a taken port is
             # known before Ray starts (joining a cluster, the host reports it itself).
-            check_port_free(settings.address, settings.port)
+            check_ports_free(settings)
             # No other node will call it: its peers' address is the loopback one.
             if settings.advertise_address is None:
                 settings = settings.model_copy(update={"advertise_address": "127.0.0.1"})
@@ -111,8 +114,21 @@ def _with_local_operator_token(settings: CosSettings) -> CosSettings:
     return settings.model_copy(update={"admin_token": SecretStr(token)})
 
 
-def check_port_free(address: str, port: int) -> None:
-    """Raise :class:`PortInUseError` when ``address:port`` cannot be bound."""
+def check_ports_free(settings: CosSettings) -> None:
+    """Raise :class:`PortInUseError` when a port this node would listen on is taken."""
+    check_port_free(settings.address, settings.port)
+    if settings.http_served:
+        http = settings.http_address or settings.address
+        check_port_free(http, settings.http_port, setting="COS_HTTP_PORT", of="COS_HTTP_ADDRESS")
+    if settings.subscription_port is not None:
+        check_port_free(settings.address, settings.subscription_port, "COS_SUBSCRIPTION_PORT")
+
+
+def check_port_free(
+    address: str, port: int, setting: str = "COS_PORT", of: str = "COS_ADDRESS"
+) -> None:
+    """Raise :class:`PortInUseError` when ``address:port`` cannot be bound (naming
+    ``setting``, the port's, and ``of``, the address's)."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -120,10 +136,8 @@ def check_port_free(address: str, port: int) -> None:
             probe.bind((address, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise PortInUseError.at(address, port) from None
-            raise StartupError(
-                f"COS_ADDRESS: cannot listen on {address}:{port}: {exc.strerror}"
-            ) from None
+                raise PortInUseError.at(address, port, setting=setting, of=of) from None
+            raise StartupError(f"{of}: cannot listen on {address}:{port}: {exc.strerror}") from None
 
 
 def _stop_on_signals() -> threading.Event:

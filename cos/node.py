@@ -29,7 +29,7 @@ from chief_of_state.v1 import manager_pb2, service_pb2, service_pb2_grpc
 from cos.breaker import BreakerSettings
 from cos.errors import PortInUseError, StartupError
 from cos.history.reader import HistoryReader
-from cos.http import AnyCodec, HttpServer, build_app, descriptor_paths, load_pool
+from cos.http import AnyCodec, HttpServer, build_app, codec_for
 from cos.logs import configure_logging
 from cos.postgres import (
     JOURNAL_CHANNEL,
@@ -174,7 +174,8 @@ class Node:
         address. Raises :class:`PortInUseError` when the port is taken."""
         settings, db = self._settings, self._settings.db
         configure_logging(settings.logging)
-        codec = _codec(settings)  # a bad COS_PROTO_DESCRIPTORS stops start-up here
+        # A bad COS_PROTO_DESCRIPTORS stops start-up here (cos serve checks it before Ray).
+        codec = codec_for(settings.proto_descriptors) if settings.http_served else AnyCodec()
         telemetry = self._start_telemetry()
         instruments = telemetry.instruments
         limits = PoolLimits(
@@ -487,14 +488,6 @@ class Node:
             await parts.subscription_process.stop(self._settings.shutdown_grace_seconds)
         await parts.server.stop(self._settings.shutdown_grace_seconds)
         await parts.close_connections()
-
-
-def _codec(settings: CosSettings) -> AnyCodec:
-    """The JSON conversion of the HTTP/JSON API, knowing the types of the descriptor sets."""
-    paths = descriptor_paths(settings.proto_descriptors)
-    if not settings.http_served or not paths:
-        return AnyCodec()
-    return AnyCodec(load_pool(paths))
 
 
 def _observed(

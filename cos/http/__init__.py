@@ -10,8 +10,7 @@ uvicorn beside the gRPC server of each node.
 """
 
 from cos.http.app import build_app
-from cos.http.convert import AnyCodec
-from cos.http.descriptors import descriptor_paths, load_pool
+from cos.http.convert import AnyCodec, codec_for
 from cos.http.server import HttpServer
 
-__all__ = ["AnyCodec", "HttpServer", "build_app", "descriptor_paths", "load_pool"]
+__all__ = ["AnyCodec", "HttpServer", "build_app", "codec_for"]

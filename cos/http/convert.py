@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError
 
 from chief_of_state.v1 import common_pb2, persistence_pb2
 from cos.errors import InvalidRequestError, shorten
+from cos.http.descriptors import descriptor_paths, load_pool
 from cos.sharding.entity import EntityState
 
 Json: TypeAlias = Any  # what json.loads returns / json.dumps takes
@@ -157,3 +158,10 @@ def event_to_json(
 def _json_type(value: Json) -> str:
     names = {bool: "a boolean", int: "a number", float: "a number", list: "an array"}
     return names.get(type(value), type(value).__name__)
+
+
+def codec_for(descriptors: str | None) -> AnyCodec:
+    """The codec knowing the types of the descriptor sets of ``descriptors``
+    (COS_PROTO_DESCRIPTORS); :class:`DescriptorsError` when one is unusable."""
+    paths = descriptor_paths(descriptors)
+    return AnyCodec(load_pool(paths)) if paths else AnyCodec()

@@ -19,12 +19,14 @@ import grpc
 import pytest
 
 from chief_of_state.v1 import service_pb2_grpc
+from cos.errors import PortInUseError
 from cos.postgres import DatabaseTarget
 from cos.service.subscription import NOT_ENABLED
 from cos.sharding.routing import shard_of
+from cos.subscription.process import SubscriptionProcess
 from cos.v1 import subscription_pb2, subscription_pb2_grpc
 from tests.integration.commands import request
-from tests.integration.conftest import RunningRuntime, StartRuntime
+from tests.integration.conftest import RunningRuntime, StartRuntime, runtime_settings
 from tests.integration.subscriber_load import digest
 from tests.integration.subscriptions import check_order, keys, read, stub_on
 from tests.support import COS, Process, db_env, free_port, refused_start, serve_env
@@ -273,6 +275,17 @@ def test_a_taken_subscription_port_is_one_line(database: DatabaseTarget) -> None
         f"cos: COS_SUBSCRIPTION_PORT: 127.0.0.1:{port} is already in use (COS_ADDRESS,"
         " COS_SUBSCRIPTION_PORT): stop what listens there or choose another port"
     )
+
+
+async def test_the_subscription_process_names_its_taken_port(database: DatabaseTarget) -> None:
+    """Where cos serve does not check first (a node joining a cluster)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = runtime_settings(1, subscription_enabled=True, subscription_port=port)
+        with pytest.raises(PortInUseError, match=f"^COS_SUBSCRIPTION_PORT: 127.0.0.1:{port} is"):
+            await SubscriptionProcess(settings, database, port).start()
 
 
 def subscription_process(port: int) -> int:
