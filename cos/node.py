@@ -120,6 +120,8 @@ class _Parts:
             await self.journal_listener.close()
         if self.subscriptions is not None:
             await self.subscriptions.close()
+        if self.subscription_process is not None:
+            await self.subscription_process.stop(0)
         if self.announcer is not None:
             await self.announcer.close()
         await self.peers.close()

@@ -107,7 +107,7 @@ class SubscriptionProcess:
             await asyncio.sleep(_RESTART_PAUSE)
             try:
                 self._child = await asyncio.to_thread(self._spawn)
-            except StartupError as exc:
+            except Exception as exc:  # tried again after the next pause
                 log.error("subscriptions: %s", exc)
 
     async def stop(self, grace: float) -> None:
