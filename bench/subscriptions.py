@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -162,6 +163,8 @@ async def phase(
             reader_target,
             "--out",
             str(out),
+            "--nice",
+            str(args.reader_nice),
         ],
         settings.log_dir / f"reader-{streams}.log",
     )
@@ -186,11 +189,20 @@ if __name__ == "__main__":
     parser.add_argument(
         "--fan-out", type=lambda text: [int(n) for n in text.split(",")], default=[1, 10, 100]
     )
+    parser.add_argument(
+        "--reader-nice",
+        type=int,
+        default=0,
+        help="run the streams' reader process at this nice value (it stands for clients on"
+        " other machines)",
+    )
+    parser.add_argument("--nice", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--reader", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.reader:
+        os.nice(parsed.nice)
         asyncio.run(reader(parsed.target, parsed.reader, parsed.out))
     else:
         asyncio.run(main(parsed))
