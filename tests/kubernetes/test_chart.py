@@ -372,7 +372,7 @@ async def test_a_head_pod_restart_loses_no_acknowledged_command(
     acknowledged is lost; the test prints how long commands failed."""
     # With Redis the worker must outlast the head's restart (46 s once on a loaded 2-core
     # machine; the chart's default is 60 s); without, a short timeout keeps the test short.
-    reconnect = 120 if redis else 30
+    reconnect = 120 if redis else 15
     extra = ["--set", f"ray.gcsFaultTolerance.reconnectTimeoutSeconds={reconnect}"]
     if redis:
         address = f"{kubernetes.node_ip}:{reachable_redis}"
