@@ -93,7 +93,7 @@ def row(name: str, result: LoadResult, delivered: float | None) -> str:
     latencies = sorted(result.latencies_ms)
     p50 = latencies[len(latencies) // 2] if latencies else 0.0
     events = "-" if delivered is None else f"{delivered:,.0f}"
-    return f"{name:<34} {result.throughput:>9.1f} {p50:>9.1f} {events:>14}  {result.error_count}"
+    return f"{name:<40} {result.throughput:>9.1f} {p50:>9.1f} {events:>14}  {result.error_count}"
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -133,7 +133,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         handler.stop(timeout=10)
         await drop_schemas(settings, schemas)
-    print(f"\n{'target':<34} {'cmd/s':>9} {'p50 ms':>9} {'events/s out':>14}  errors")
+    print(f"\n{'target':<40} {'cmd/s':>9} {'p50 ms':>9} {'events/s out':>14}  errors")
     print("\n".join(rows))
 
 
