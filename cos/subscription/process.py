@@ -85,6 +85,7 @@ class SubscriptionProcess:
         pickle.dump(self._order, child.stdin)
         child.stdin.flush()
         said = child.stdout.readline().decode().strip()
+        child.stdout.close()  # the child writes nothing more there (its stdout is stderr now)
         if said.startswith(READY):
             return child
         child.wait()
@@ -157,6 +158,7 @@ async def _serve(order: _Order, pipe: IO[bytes], say: IO[str]) -> None:
     await server.start()
     say.write(f"{READY}{address}\n")
     say.flush()
+    os.dup2(sys.stderr.fileno(), say.fileno())  # nobody reads the pipe any more
     # Until the node closes the pipe (or dies: the pipe closes with it).
     await asyncio.to_thread(pipe.read)
     await hub.close()
