@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
 
 import asyncpg
 import pytest
@@ -15,7 +14,6 @@ from cos.journal.store import (
     EntityAppend,
     IdempotencyRecord,
     JournalStore,
-    NewEvent,
     NewSnapshot,
 )
 from cos.postgres import (
@@ -26,12 +24,7 @@ from cos.postgres import (
     PostgresLeaseStore,
 )
 from cos.sharding.leases import LeaseStore
-
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-def events(*revisions: int) -> list[NewEvent]:
-    return [NewEvent(r, "test.Event", NOW, f"event-{r}".encode()) for r in revisions]
+from tests.integration.journal_rows import events
 
 
 async def open_postgres(

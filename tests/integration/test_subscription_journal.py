@@ -18,7 +18,7 @@ from cos.postgres import (
     PostgresJournalStore,
     PostgresLeaseStore,
 )
-from tests.integration.test_journal_contract import events
+from tests.integration.journal_rows import events
 
 
 @pytest.fixture
