@@ -294,9 +294,7 @@ class Node:
         try:
             await process.start()
         except StartupError:
-            self._parts = None
-            await parts.server.stop(0)
-            await parts.close_connections()
+            await self._abandon_start(parts)
             raise
         parts.subscription_process = process
         log.info(
@@ -320,11 +318,15 @@ class Node:
         try:
             http.bind()
         except StartupError:
-            self._parts = None
-            await parts.server.stop(0)
-            await parts.close_connections()
+            await self._abandon_start(parts)
             raise
         parts.http = http
+
+    async def _abandon_start(self, parts: _Parts) -> None:
+        """Undo a start-up that failed after the gRPC port was bound."""
+        self._parts = None
+        await parts.server.stop(0)
+        await parts.close_connections()
 
     def _start_telemetry(self) -> Telemetry:
         settings = self._settings
