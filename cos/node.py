@@ -57,7 +57,6 @@ from cos.service.operator_auth import OperatorAccess, OperatorGate
 from cos.service.readside_status import ReadSideStatusServicer
 from cos.service.subscription import SubscriptionServicer
 from cos.settings import CosSettings
-from cos.sharding.commands import CommandHandler, Interceptor, chain
 from cos.sharding.forward import PeerClients
 from cos.sharding.handles import CoordinatorHandle, Routes
 from cos.sharding.host import ShardHost
@@ -81,7 +80,8 @@ from cos.v1 import (
     subscription_pb2,
     subscription_pb2_grpc,
 )
-from cos.writeside.client import WriteHandler, WriteHandlerClient
+from cos.writeside.commands import CommandHandler, Interceptor, chain
+from cos.writeside.handler import WriteHandler, WriteHandlerClient
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""gRPC between the runtime and its handlers and peer hosts: channels opened one way,
-the metadata keys of the hop between hosts, and one translation of a failed call into
-a domain error (``cos.errors``).
+"""gRPC channels between the runtime and its handlers and peer hosts, opened one way, and
+the header that marks the hop between hosts. (Failed calls become domain errors, and
+domain errors statuses, in ``cos.status``.)
 
 gRPC backs off between reconnection attempts (by default from 1 s, growing to 120 s),
 and while it waits every call on the channel fails at once with ``UNAVAILABLE``. A
@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import grpc
 
-from cos.errors import CosError, HandlerCallError, HostUnreachableError, ShardNotOwnedError
-
 MAX_RECONNECT_BACKOFF_MS = 1000
 # gRPC's own default, and COS_MAX_MESSAGE_BYTES's.
 DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
@@ -24,12 +22,6 @@ DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
 # Set on a call forwarded to the owner host: the receiver serves it locally or says
 # "not owner", never forwards again, so a stale routing table cannot make a loop.
 FORWARDED = "x-cos-forwarded"
-# Trailer of an UNAVAILABLE that means "this host does not own the shard": the command
-# was not run, so the forwarder may safely try the next owner.
-NOT_OWNER = "x-cos-not-owner"
-# Rich error details a handler attaches travel in this trailer; they are passed on as is.
-DETAILS_KEY = "grpc-status-details-bin"
-
 ChannelOption = tuple[str, int | str]
 _OPTIONS: Sequence[ChannelOption] = (
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -115,35 +107,3 @@ def not_connected(error: grpc.aio.AioRpcError) -> bool:
         return False
     details = (error.details() or "").lower()
     return "failed to connect" in details or "connection refused" in details
-
-
-def call_error(
-    error: grpc.aio.AioRpcError, peer: str, *, deadline_note: str = "", host: bool = False
-) -> CosError:
-    """The domain error for a failed call to ``peer`` (a phrase: "write handler at h:p").
-
-    From a peer ``host``, a "not owner" answer and a call that never connected say the
-    command did not run (:class:`ShardNotOwnedError`, :class:`HostUnreachableError`), so
-    the router may try again. A peer host that cancelled the call (it stopped while the
-    command ran) is ``UNAVAILABLE`` to our caller, as a connection lost mid-call is: the
-    client retries, and cannot tell whether the command was applied either way. Anything
-    else is passed on with the peer's own status, message and details. ``deadline_note``
-    words our own deadline when it expired.
-    """
-    trailers = error.trailing_metadata() or ()
-    details = next((bytes(v) for k, v in trailers if k == DETAILS_KEY), None)
-    code, message = error.code(), error.details() or ""
-    if code == grpc.StatusCode.UNAVAILABLE and details is None:
-        if host and any(key == NOT_OWNER for key, _ in trailers):
-            return ShardNotOwnedError(f"{peer} does not serve the shard: {message}")
-        if not_connected(error):
-            if host:
-                return HostUnreachableError(f"{peer} is unreachable: {message}")
-            message = f"{peer} is unavailable: {message}"
-    if code == grpc.StatusCode.CANCELLED and host:
-        return HandlerCallError(
-            "UNAVAILABLE", f"{peer} stopped before it answered (the command may have run)"
-        )
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED and details is None and deadline_note:
-        message = f"{peer} did not answer {deadline_note}"
-    return HandlerCallError(code.name, message, details)

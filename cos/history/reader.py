@@ -10,8 +10,6 @@ are refused. Nothing here needs the entity's shard: any node reads the journal.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Protocol
 
 from chief_of_state.v1 import persistence_pb2
 from cos.errors import (
@@ -21,36 +19,11 @@ from cos.errors import (
     OutOfRangeError,
     shorten,
 )
-from cos.sharding.entity import EntityState, state_from_event
-from cos.sharding.limits import check_entity_id
+from cos.storage import HistoryStore
+from cos.writeside.entity import EntityState, state_from_event
+from cos.writeside.limits import check_entity_id
 
 PAGE = 500  # events read per query while a GetEvents stream goes on
-
-
-@dataclass(frozen=True)
-class HistoryEvent:
-    """A stored event of the entity: ``payload`` is its serialized ``EventWrapper``."""
-
-    revision: int
-    deleted: bool
-    payload: bytes
-
-
-class HistoryStore(Protocol):
-    """What the history reads from durable storage (``cos.postgres.PostgresHistoryStore``)."""
-
-    async def events(self, entity_id: str, first: int, last: int, limit: int) -> list[HistoryEvent]:
-        """The entity's events with revisions ``first..last``, in revision order, at most
-        ``limit`` of them; deleted ones included (marked)."""
-        ...
-
-    async def newest_revision(self, entity_id: str) -> int:
-        """The entity's newest stored revision; 0 for an entity without events."""
-        ...
-
-    async def first_kept_revision(self, entity_id: str) -> int | None:
-        """The oldest revision whose event is not deleted; None when all are."""
-        ...
 
 
 class HistoryReader:

@@ -26,10 +26,10 @@ from cos.history.reader import HistoryReader
 from cos.http.convert import AnyCodec, Json, event_to_json, state_to_json
 from cos.http.openapi import openapi_document
 from cos.http.status import failure, status_body
-from cos.service.command import process_command, read_state
-from cos.sharding.commands import CommandHandler
-from cos.sharding.entity import Metadata
 from cos.transport import FORWARDED
+from cos.writeside.api import process_command, read_state
+from cos.writeside.commands import CommandHandler
+from cos.writeside.entity import Metadata
 
 # Headers of the HTTP connection itself, not of the call; FORWARDED marks calls between
 # nodes and no client may set it.

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 from chief_of_state.v1 import common_pb2, persistence_pb2
 from cos.errors import InvalidRequestError, shorten
 from cos.http.descriptors import descriptor_paths, load_pool
-from cos.sharding.entity import EntityState
+from cos.writeside.entity import EntityState
 
 Json: TypeAlias = Any  # what json.loads returns / json.dumps takes
 _PARSE_ERRORS = (json_format.ParseError, DecodeError, ValueError, TypeError, RecursionError)

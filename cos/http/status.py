@@ -12,8 +12,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2  # noqa: F401 (loads the detail types)
 
 from cos.http.convert import AnyCodec, Json
-from cos.service.status import Trailers, failure_of
-from cos.transport import DETAILS_KEY
+from cos.status import DETAILS_KEY, Trailers, failure_of
 
 # google.api's HTTP mapping of the canonical codes (google/rpc/code.proto).
 HTTP_STATUS: dict[grpc.StatusCode, int] = {

@@ -3,8 +3,8 @@ reads of ``cos_journal`` by ``(entity_id, revision)``."""
 
 from __future__ import annotations
 
-from cos.history.reader import HistoryEvent
 from cos.postgres.datastore import PostgresDatastore
+from cos.storage import HistoryEvent
 
 _EVENTS = """
 SELECT revision, deleted, payload FROM cos_journal

@@ -1,5 +1,5 @@
 """The journal in PostgreSQL: events, snapshots and recovery reads
-(:class:`cos.journal.store.JournalStore`)."""
+(:class:`cos.storage.JournalStore`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from cos.errors import ConflictError, FencedError
-from cos.journal.store import EntityAppend, IdempotencyRecord, Recovered, StoredEvent
 from cos.postgres.datastore import PostgresDatastore
+from cos.storage import EntityAppend, IdempotencyRecord, Recovered, StoredEvent
 
 # One statement, one round trip. Positions come from the lease row: the UPDATE
 # both checks the epoch (fencing; a stale epoch matches no row, so nothing is
@@ -126,7 +126,7 @@ DELETE FROM cos_idempotency WHERE ctid = ANY(ARRAY(
 
 
 class PostgresJournalStore:
-    """:class:`cos.journal.store.JournalStore` on a schema migrated by alembic."""
+    """:class:`cos.storage.JournalStore` on a schema migrated by alembic."""
 
     def __init__(
         self,

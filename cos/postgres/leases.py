@@ -1,4 +1,4 @@
-"""Shard leases in PostgreSQL (:class:`cos.sharding.leases.LeaseStore`), in the table
+"""Shard leases in PostgreSQL (:class:`cos.storage.LeaseStore`), in the table
 whose epoch every journal append checks."""
 
 from __future__ import annotations
@@ -7,8 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from cos.postgres.database import DatabaseTarget
 from cos.postgres.datastore import PoolLimits, PostgresDatastore
-from cos.sharding.leases import Lease, Standing
-from cos.sharding.report import Heartbeat
+from cos.storage import Heartbeat, Lease, Standing
 
 # An upsert that bumps the epoch. It waits for an in-flight append of the old owner
 # (which holds the row lock until it commits), so the fence is exact.
@@ -48,7 +47,7 @@ FROM cos_hosts WHERE starts_with(host_id, $1) ORDER BY host_id
 
 
 class PostgresLeaseStore:
-    """:class:`cos.sharding.leases.LeaseStore` on ``cos_shard_leases``."""
+    """:class:`cos.storage.LeaseStore` on ``cos_shard_leases``."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         self._datastore = datastore

@@ -1,4 +1,4 @@
-"""Read-side offsets in PostgreSQL (:class:`cos.readside.offsets.OffsetStore`).
+"""Read-side offsets in PostgreSQL (:class:`cos.storage.OffsetStore`).
 
 Operator changes also send a ``NOTIFY`` on :data:`CONTROL_CHANNEL` in the same
 transaction, so the host running the shard's runner hears of them at once
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from cos.postgres.datastore import PostgresDatastore
-from cos.readside.offsets import LastError, Offset, ShardStatus
+from cos.storage import LastError, Offset, ShardStatus
 
 CONTROL_CHANNEL = "cos_read_side_control"
 

@@ -12,9 +12,9 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from chief_of_state.v1 import persistence_pb2, readside_pb2, readside_pb2_grpc
 from cos.breaker import NO_BREAKER, Breaker, BreakerOpenError, BreakerSettings
-from cos.journal.store import StoredEvent
 from cos.readside.config import ReadSideConfig
 from cos.readside.runner import Failure
+from cos.storage import StoredEvent
 from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments, Metadata, span_context_of
 from cos.transport import DEFAULT_CHANNELS, ChannelSettings, not_connected, open_channel
 

@@ -9,11 +9,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from cos.journal.store import JournalStore
 from cos.readside.client import DEFAULT_READ_CALLS, ReadCalls, ReadHandlerClient
 from cos.readside.config import ReadSideConfig
-from cos.readside.offsets import OffsetStore
 from cos.readside.runner import ReadSideRunner, RunnerTiming
+from cos.storage import JournalStore, OffsetStore
 from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments, LagSample
 
 log = logging.getLogger(__name__)

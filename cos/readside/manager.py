@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from cos.errors import InvalidRequestError, NotFoundError, shorten
 from cos.readside.hosting import ReadSideHosting
-from cos.readside.offsets import Offset, OffsetStore, ShardStatus
+from cos.storage import Offset, OffsetStore, ShardStatus
 
 
 class ReadSideManager:

@@ -20,9 +20,8 @@ from dataclasses import dataclass, replace
 
 from chief_of_state.v1 import persistence_pb2
 from cos.errors import shorten
-from cos.journal.store import JournalStore, StoredEvent
 from cos.readside.config import REPLAY_ATTEMPTS, FailurePolicy, ReadSideConfig
-from cos.readside.offsets import Offset, OffsetStore
+from cos.storage import JournalStore, Offset, OffsetStore, StoredEvent
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ from typing import Protocol
 import grpc
 
 from cos.service.status import answer
-from cos.sharding.report import Heartbeat, HostHealth, ShardReport, host_health
+from cos.sharding.report import HostHealth, ShardReport, host_health
+from cos.storage import Heartbeat
 from cos.v1 import cluster_pb2, cluster_pb2_grpc
 
 

@@ -9,8 +9,8 @@ import grpc
 
 from chief_of_state.v1 import common_pb2, manager_pb2, manager_pb2_grpc
 from cos.readside.manager import ReadSideManager
-from cos.readside.offsets import Offset
 from cos.service.status import answer
+from cos.storage import Offset
 
 Reply = TypeVar("Reply")
 # One of ReadSideManager.pause, resume, restart, skip: (read side, shard or all) -> done.

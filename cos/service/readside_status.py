@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 
 from cos.readside.manager import ReadSideManager
-from cos.readside.offsets import ShardStatus
 from cos.service.status import answer
+from cos.storage import ShardStatus
 from cos.v1 import readside_pb2, readside_pb2_grpc
 
 

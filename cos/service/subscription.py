@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from cos.service.status import abort_with
-from cos.sharding.limits import check_entity_id
 from cos.sharding.routing import shard_of
 from cos.subscription import Subscription, SubscriptionHub, check_cursor
 from cos.v1 import subscription_pb2, subscription_pb2_grpc
+from cos.writeside.limits import check_entity_id
 
 # Chief of State's words, so its clients' checks match.
 NOT_ENABLED = "Subscription is not enabled; configure subscription to use streaming"

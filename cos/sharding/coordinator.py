@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from cos.logs import LogSettings, configure_logging
 from cos.sharding.formation import Membership, Pod, PodSource
 from cos.sharding.handles import CoordinatorHandle, HostHandle
-from cos.sharding.leases import Lease
 from cos.sharding.names import host_prefix
 from cos.sharding.placement import plan_assignment
 from cos.sharding.report import ShardReport
+from cos.storage import Lease
 
 log = logging.getLogger(__name__)
 

@@ -9,18 +9,13 @@ import grpc
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
-from cos.sharding.commands import CommandRequest, StateRequest
-from cos.sharding.entity import EntityState, Metadata
 from cos.sharding.host import Route
+from cos.status import call_error
 from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
 from cos.tls import TlsFileError, TlsFiles, channel_credentials
-from cos.transport import (
-    DEFAULT_CHANNELS,
-    FORWARDED,
-    ChannelSettings,
-    call_error,
-    open_channel,
-)
+from cos.transport import DEFAULT_CHANNELS, FORWARDED, ChannelSettings, open_channel
+from cos.writeside.commands import CommandRequest, StateRequest
+from cos.writeside.entity import EntityState, Metadata
 
 log = logging.getLogger(__name__)
 

@@ -17,17 +17,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cos.errors import FencedError, HostUnreachableError, ShardNotOwnedError, UnavailableError
-from cos.journal.store import JournalStore
 from cos.settings import CosSettings
-from cos.sharding.commands import CommandRequest, StateRequest
-from cos.sharding.entity import EntityState
 from cos.sharding.handles import CoordinatorHandle, Routes
-from cos.sharding.leases import LeaseStore
 from cos.sharding.report import ShardInfo, ShardReport
 from cos.sharding.routing import shard_of
-from cos.sharding.shard import Shard
+from cos.storage import JournalStore, LeaseStore
 from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
-from cos.writeside.client import WriteHandler
+from cos.writeside.commands import CommandRequest, StateRequest
+from cos.writeside.entity import EntityState
+from cos.writeside.handler import WriteHandler
+from cos.writeside.shard import Shard
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ class Route:
 
 class ShardHost:
     """Owns shards and routes ``CommandRequest``/``StateRequest`` to them
-    (a :class:`cos.sharding.commands.CommandHandler`)."""
+    (a :class:`cos.writeside.commands.CommandHandler`)."""
 
     def __init__(
         self,

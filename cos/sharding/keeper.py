@@ -23,8 +23,8 @@ from collections.abc import Collection, Mapping, Sequence
 from cos.errors import CosError
 from cos.sharding.handles import Routes
 from cos.sharding.host import ShardHost
-from cos.sharding.leases import Lease, LeaseStore
 from cos.sharding.placement import plan_assignment
+from cos.storage import Lease, LeaseStore
 
 log = logging.getLogger(__name__)
 

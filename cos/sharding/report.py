@@ -1,11 +1,12 @@
 """Rows about shards and hosts: the table as operators see it, what a host says of its own
-shards, and each host's health (no dependencies: the CLIs import it)."""
+shards, and each host's health (pure: the CLIs import it)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+
+from cos.storage import Heartbeat
 
 
 @dataclass(frozen=True)
@@ -26,17 +27,6 @@ class ShardInfo:
     shard: int
     epoch: int
     active_entities: int
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    """A host's heartbeat row: where it said it is reached, when it last renewed the row,
-    and how long ago that was by the database's clock."""
-
-    host_id: str
-    address: str
-    at: datetime
-    age_seconds: float
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 cursor of per-shard positions (``cos.v1.SubscriptionService``)."""
 
 from cos.subscription.announce import CommitAnnouncer, CommitWakeups
-from cos.subscription.hub import SubscriptionHub, SubscriptionJournal
+from cos.subscription.hub import SubscriptionHub
 from cos.subscription.start import Subscription, check_cursor
 
 __all__ = [
@@ -10,6 +10,5 @@ __all__ = [
     "CommitWakeups",
     "Subscription",
     "SubscriptionHub",
-    "SubscriptionJournal",
     "check_cursor",
 ]

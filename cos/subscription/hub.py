@@ -18,10 +18,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
-from typing import Protocol
 
 from cos.errors import UnavailableError
-from cos.journal.store import StoredEvent
+from cos.storage import JournalReader, StoredEvent
 from cos.subscription.start import Subscription
 
 log = logging.getLogger(__name__)
@@ -29,18 +28,6 @@ log = logging.getLogger(__name__)
 READ_BATCH = 500  # events per journal read
 POLL_SECONDS = 1.0  # the safety poll, should a notification be lost
 _RETRY_PAUSE = 0.5  # after a failed read of a feed
-
-
-class SubscriptionJournal(Protocol):
-    """What subscriptions read (:class:`cos.postgres.PostgresJournalStore`)."""
-
-    async def read_shard(self, shard: int, after: int, limit: int) -> list[StoredEvent]: ...
-
-    async def read_entity(
-        self, shard: int, entity_id: str, *, after: int, after_revision: int, limit: int
-    ) -> list[StoredEvent]: ...
-
-    async def last_positions(self, shards: Sequence[int]) -> dict[int, int]: ...
 
 
 class _Subscriber:
@@ -74,7 +61,7 @@ class _ShardFeed:
     """Reads the new events of one shard when woken and hands them to its subscribers."""
 
     def __init__(
-        self, shard: int, journal: SubscriptionJournal, on_overflow: Callable[[int], None]
+        self, shard: int, journal: JournalReader, on_overflow: Callable[[int], None]
     ) -> None:
         self.shard = shard
         self._on_overflow = on_overflow
@@ -139,7 +126,7 @@ class SubscriptionHub:
 
     def __init__(
         self,
-        journal: SubscriptionJournal,
+        journal: JournalReader,
         *,
         buffer: int,
         schema: str = "",

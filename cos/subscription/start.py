@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cos.errors import InvalidRequestError
-from cos.journal.store import StoredEvent
+from cos.storage import StoredEvent
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,12 @@ from opentelemetry.trace import (
 
 from chief_of_state.v1 import service_pb2, writeside_pb2
 from cos.errors import CosError
-from cos.service.status import status_of
-from cos.sharding.commands import CommandHandler, CommandInterceptor, CommandRequest, StateRequest
-from cos.sharding.entity import EntityState
 from cos.sharding.routing import shard_of
+from cos.status import status_of
 from cos.telemetry.instruments import Instruments
-from cos.writeside.client import HandlerCall, WriteHandler
+from cos.writeside.commands import CommandHandler, CommandInterceptor, CommandRequest, StateRequest
+from cos.writeside.entity import EntityState
+from cos.writeside.handler import HandlerCall, WriteHandler
 
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["ChiefOfStateService"].full_name
 HANDLER_SERVICE = writeside_pb2.DESCRIPTOR.services_by_name["WriteSideHandlerService"].full_name
@@ -176,7 +176,7 @@ class TelemetryInterceptor(CommandInterceptor):
 
 
 class ObservedWriteHandler:
-    """A :class:`cos.writeside.client.WriteHandler` whose calls are client spans (their
+    """A :class:`cos.writeside.handler.WriteHandler` whose calls are client spans (their
     context sent to the handler in place of the caller's) and are timed."""
 
     def __init__(self, inner: WriteHandler, *, instruments: Instruments, target: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from cos.journal.store import NewEvent
+from cos.storage import NewEvent
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

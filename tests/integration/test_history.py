@@ -12,7 +12,7 @@ import pytest
 from cos import postgres
 from cos.errors import HistoryDeletedError, InvalidRequestError, NotFoundError, OutOfRangeError
 from cos.history.reader import HistoryReader
-from cos.sharding import entity as logic
+from cos.writeside import entity as logic
 from cos.v1 import history_pb2, history_pb2_grpc
 from tests.integration.commands import command, request, struct_of
 from tests.integration.conftest import StartRuntime

@@ -10,12 +10,6 @@ import asyncpg
 import pytest
 
 from cos.errors import ConflictError, FencedError
-from cos.journal.store import (
-    EntityAppend,
-    IdempotencyRecord,
-    JournalStore,
-    NewSnapshot,
-)
 from cos.postgres import (
     DatabaseTarget,
     PoolLimits,
@@ -23,7 +17,7 @@ from cos.postgres import (
     PostgresJournalStore,
     PostgresLeaseStore,
 )
-from cos.sharding.leases import LeaseStore
+from cos.storage import EntityAppend, IdempotencyRecord, JournalStore, LeaseStore, NewSnapshot
 from tests.integration.journal_rows import events
 
 

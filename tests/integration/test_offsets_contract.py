@@ -8,9 +8,8 @@ from datetime import datetime, timezone
 import pytest
 
 from cos import postgres
-from cos.journal.store import EntityAppend, NewEvent
 from cos.postgres import DatabaseTarget
-from cos.readside.offsets import Offset, OffsetStore
+from cos.storage import EntityAppend, NewEvent, Offset, OffsetStore
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 Backend = tuple[OffsetStore, "postgres.PostgresJournalStore", "postgres.PostgresLeaseStore"]

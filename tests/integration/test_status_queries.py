@@ -10,8 +10,7 @@ import asyncpg
 import pytest
 
 from cos import postgres
-from cos.journal.store import EntityAppend, NewEvent
-from cos.readside.offsets import Offset, ShardStatus
+from cos.storage import EntityAppend, NewEvent, Offset, ShardStatus
 
 Stores = tuple[postgres.PostgresOffsetStore, postgres.PostgresJournalStore]
 

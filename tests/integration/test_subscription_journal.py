@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cos.journal.store import EntityAppend
 from cos.postgres import (
     JOURNAL_CHANNEL,
     ControlListener,
@@ -18,6 +17,7 @@ from cos.postgres import (
     PostgresJournalStore,
     PostgresLeaseStore,
 )
+from cos.storage import EntityAppend
 from tests.integration.journal_rows import events
 
 

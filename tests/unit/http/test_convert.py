@@ -23,7 +23,7 @@ from cos.errors import (
 from cos.http.convert import AnyCodec, from_base64, meta_to_json, to_base64
 from cos.http.descriptors import descriptor_paths, load_pool
 from cos.http.status import HTTP_STATUS, failure, http_status
-from cos.transport import DETAILS_KEY
+from cos.status import DETAILS_KEY
 from tests.integration.commands import command
 
 STRUCT_URL = "type.googleapis.com/google.protobuf.Struct"

@@ -19,8 +19,7 @@ from cos.errors import (
     RevisionMismatchError,
     ShardNotOwnedError,
 )
-from cos.service.status import status_of
-from cos.transport import DETAILS_KEY, NOT_OWNER, call_error
+from cos.status import DETAILS_KEY, NOT_OWNER, call_error, status_of
 
 Code = grpc.StatusCode
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cos.sharding.keeper import routes_from, takeover_plan
-from cos.sharding.leases import Lease
+from cos.storage import Lease
 
 PREFIX = "c-host-"
 

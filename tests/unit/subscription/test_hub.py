@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cos.errors import InvalidRequestError, UnavailableError
-from cos.journal.store import StoredEvent
+from cos.storage import StoredEvent
 from cos.subscription import Subscription, SubscriptionHub, check_cursor
 from tests.fakes import FakeSubscriptionJournal
 

@@ -13,12 +13,12 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from chief_of_state.v1 import writeside_pb2
 from cos.errors import HandlerCallError
-from cos.sharding.commands import CommandRequest
-from cos.sharding.entity import EntityState, initial_state
 from cos.telemetry.command_path import ObservedWriteHandler, TelemetryInterceptor
 from cos.telemetry.instruments import Instruments
 from cos.telemetry.setup import _propagator
-from cos.writeside.client import HandlerCall
+from cos.writeside.commands import CommandRequest
+from cos.writeside.entity import EntityState, initial_state
+from cos.writeside.handler import HandlerCall
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

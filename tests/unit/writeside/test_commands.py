@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from google.protobuf import any_pb2
 
-from cos.sharding.commands import (
+from cos.writeside.commands import (
     CommandHandler,
     CommandInterceptor,
     CommandRequest,
     StateRequest,
     chain,
 )
-from cos.sharding.entity import EntityState, initial_state
+from cos.writeside.entity import EntityState, initial_state
 
 
 class FakeRouter:

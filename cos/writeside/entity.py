@@ -15,7 +15,7 @@ from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
 
 from chief_of_state.v1 import common_pb2, persistence_pb2, writeside_pb2
 from cos.errors import HandlerReplyError
-from cos.journal.store import EntityAppend, NewEvent, NewSnapshot, Recovered
+from cos.storage import EntityAppend, NewEvent, NewSnapshot, Recovered
 
 Metadata = Sequence[tuple[str, str | bytes]]
 
@@ -43,7 +43,7 @@ def events_of(reply: writeside_pb2.HandleCommandResponse) -> list[any_pb2.Any]:
     """The events a command produced, in order. Empty ``Any`` values (no type URL and no
     value) are ignored, as in Chief of State; the deprecated single ``event`` field counts
     when ``events`` holds none. A value without a type URL is kept, for the caller to
-    refuse (``cos.sharding.limits.check_event``)."""
+    refuse (``cos.writeside.limits.check_event``)."""
     events = [event for event in reply.events if event.type_url or event.value]
     if not events and reply.HasField("event") and (reply.event.type_url or reply.event.value):
         events = [reply.event]

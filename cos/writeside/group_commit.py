@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cos.errors import ConflictError, CosError, JournalRejectedError, JournalUnavailableError
-from cos.journal.store import EntityAppend, JournalStore
+from cos.storage import EntityAppend, JournalStore
 from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments, traceparent
 
 log = logging.getLogger(__name__)

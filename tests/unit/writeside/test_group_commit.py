@@ -10,9 +10,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cos.errors import ConflictError, JournalRejectedError
-from cos.journal.store import EntityAppend, NewEvent
-from cos.journal.writer import Committed, GroupCommitWriter
+from cos.storage import EntityAppend, NewEvent
 from cos.telemetry.instruments import Instruments
+from cos.writeside.group_commit import Committed, GroupCommitWriter
 from tests.fakes import FakeJournalStore
 
 

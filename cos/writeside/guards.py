@@ -26,8 +26,8 @@ from cos.errors import (
     RevisionMismatchError,
     shorten,
 )
-from cos.journal.store import IdempotencyRecord
-from cos.sharding.entity import EntityState, Metadata, initial_state, state_from_event
+from cos.storage import IdempotencyRecord
+from cos.writeside.entity import EntityState, Metadata, initial_state, state_from_event
 
 IDEMPOTENCY_KEY = "x-cos-idempotency-key"
 EXPECTED_REVISION = "x-cos-expected-revision"

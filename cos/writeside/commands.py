@@ -15,7 +15,7 @@ from typing import Protocol
 
 from google.protobuf import any_pb2
 
-from cos.sharding.entity import EntityState, Metadata
+from cos.writeside.entity import EntityState, Metadata
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ import grpc
 from chief_of_state.v1 import writeside_pb2, writeside_pb2_grpc
 from cos.breaker import Breaker, BreakerSettings
 from cos.settings import CosSettings
-from cos.transport import call_error, not_connected, open_channel
+from cos.status import call_error
+from cos.transport import not_connected, open_channel
 
 Metadata = Sequence[tuple[str, str | bytes]]
 Reply = TypeVar("Reply", writeside_pb2.HandleCommandResponse, writeside_pb2.HandleEventResponse)

@@ -6,12 +6,12 @@ import pytest
 from google.protobuf import any_pb2, wrappers_pb2
 
 from cos.errors import ConflictError, IdempotencyKeyReusedError
-from cos.journal.store import IdempotencyRecord
 from cos.settings import CosSettings
-from cos.sharding.commands import CommandRequest
-from cos.sharding.entity import initial_state
-from cos.sharding.guards import command_hash
-from cos.sharding.shard import Shard
+from cos.storage import IdempotencyRecord
+from cos.writeside.commands import CommandRequest
+from cos.writeside.entity import initial_state
+from cos.writeside.guards import command_hash
+from cos.writeside.shard import Shard
 from tests.fakes import FakeJournalStore, FakeWriteHandler
 
 

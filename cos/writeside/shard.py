@@ -15,13 +15,14 @@ from google.protobuf import any_pb2
 
 from chief_of_state.v1 import writeside_pb2
 from cos.errors import ConflictError, DeadlineExceededError, ShardNotOwnedError, shorten
-from cos.journal.store import IdempotencyRecord, JournalStore
-from cos.journal.writer import GroupCommitWriter
 from cos.settings import CosSettings
-from cos.sharding import entity as logic
-from cos.sharding.commands import CommandRequest
-from cos.sharding.entity import EntityState, Metadata
-from cos.sharding.guards import (
+from cos.storage import IdempotencyRecord, JournalStore
+from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
+from cos.writeside import entity as logic
+from cos.writeside.commands import CommandRequest
+from cos.writeside.entity import EntityState, Metadata
+from cos.writeside.group_commit import GroupCommitWriter
+from cos.writeside.guards import (
     NO_GUARDS,
     Guards,
     KeyUse,
@@ -31,9 +32,8 @@ from cos.sharding.guards import (
     needs_event,
     original_reply,
 )
-from cos.sharding.limits import check_event, check_record_size
-from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
-from cos.writeside.client import HandlerCall, WriteHandler
+from cos.writeside.handler import HandlerCall, WriteHandler
+from cos.writeside.limits import check_event, check_record_size
 
 # The W3C trace context always reaches the handler, whatever is configured.
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
@@ -132,7 +132,7 @@ class Shard:
         finally:
             self._release(entity)
 
-    # -- guards: idempotency key, then expected revision (cos/sharding/guards.py) ---------
+    # -- guards: idempotency key, then expected revision (cos/writeside/guards.py) ---------
 
     async def _guarded(
         self, entity: _Entity, current: EntityState, request: CommandRequest, guards: Guards

@@ -12,9 +12,9 @@ from cos.errors import (
     InvalidRequestError,
     RevisionMismatchError,
 )
-from cos.journal.store import IdempotencyRecord
-from cos.sharding.entity import EntityState, initial_state
-from cos.sharding.guards import (
+from cos.storage import IdempotencyRecord
+from cos.writeside.entity import EntityState, initial_state
+from cos.writeside.guards import (
     NO_GUARDS,
     KeyUse,
     check_expected_revision,
