@@ -129,7 +129,7 @@ async def open_accounts(stub: service_pb2_grpc.ChiefOfStateServiceStub, ids: lis
 async def measure_forwarding(dep: Deployment, settings: ClusterBenchSettings) -> ForwardResult:
     """Half the workers on host A's accounts, half on host B's; every call sent to host A."""
     owners = await wait_balanced(dep)
-    num_shards, workers = dep.settings.num_shards, settings.concurrency // 2
+    num_shards, workers = dep.settings.cluster.num_shards, settings.concurrency // 2
     home = [shard for shard, host_id in owners.items() if host_id == dep.home]
     away = [shard for shard, host_id in owners.items() if host_id != dep.home]
     prefix = f"fw-{uuid.uuid4().hex[:6]}"
@@ -174,7 +174,7 @@ async def handover_trial(dep: Deployment, trial: int) -> HandoverTrial:
     node = add_node(dep.cluster)  # blocks the loop, but no load runs yet
     try:
         steps = _JoinAndLeave(dep, await asyncio.to_thread(node_info, node))
-        num_shards = dep.settings.num_shards
+        num_shards = dep.settings.cluster.num_shards
         prefix = f"ho{trial}-{uuid.uuid4().hex[:6]}"
         ids = ids_on_shards(prefix, num_shards, range(num_shards), LIGHT_PER_SHARD)
         load = LoadSettings(dep.address, warmup=SETTLE_SECONDS, trace=True)
@@ -210,7 +210,7 @@ async def start_victim(dep: Deployment, trial: int) -> Victim:
     owners = await wait_balanced(dep)
     lost = sorted(shard for shard, host_id in owners.items() if host_id == joined.host_id)
     prefix = f"fo{trial}-{uuid.uuid4().hex[:6]}"
-    probes = ids_on_shards(prefix, dep.settings.num_shards, lost, 1)
+    probes = ids_on_shards(prefix, dep.settings.cluster.num_shards, lost, 1)
     host = dep.runtime.hosts[joined.host_id]
     pid = int(await asyncio.to_thread(ray.get, host.pid.remote(), timeout=RAY_TIMEOUT))
     return Victim(node, joined.host_id, pid, lost, [probes[shard][0] for shard in lost])

@@ -15,7 +15,7 @@ from load import Call, LoadResult
 from ray.cluster_utils import Cluster
 from run import _table
 
-from cos.deploy import FAST_NODE_FAILURE
+from cos.runtime import FAST_NODE_FAILURE
 
 
 @dataclass(frozen=True)

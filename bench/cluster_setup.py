@@ -28,21 +28,21 @@ from processes import ServerProcess
 from ray.cluster_utils import Cluster
 from run import HANDLER_READY, REPO_DIR, BenchSettings, _free_port, drop_schemas
 
-from cos.deploy import (
+from cos.postgres import DatabaseTarget, migrate
+from cos.runtime import (
     FAST_NODE_FAILURE,
-    NAMESPACE,
-    PORT_LABEL,
     Runtime,
     alive_nodes,
     launch_host,
     register_host,
     start_runtime,
 )
-from cos.postgres import DatabaseTarget, migrate
-from cos.settings import CosSettings
+from cos.settings import CosSettings, settings_from
+from cos.sharding.names import NAMESPACE, PORT_LABEL
+from cos.sharding.settings import ClusterSettings
 
 PARTS = ("forward", "handover", "failover")
-DEFAULT_FAILURE_TIMEOUT = float(CosSettings.model_fields["host_failure_timeout_seconds"].default)
+DEFAULT_FAILURE_TIMEOUT = ClusterSettings().host_failure_timeout_seconds
 TABLE_PAUSE = 0.1  # between reads of the coordinator's table
 RAY_TIMEOUT = 120.0  # any one call to an actor
 
@@ -185,7 +185,7 @@ async def wait_balanced(dep: Deployment, timeout: float = 60.0) -> dict[int, str
         owners = await owners_of(dep)
         counts = Counter(owners.values())
         if (
-            len(owners) == dep.settings.num_shards
+            len(owners) == dep.settings.cluster.num_shards
             and set(counts) == set(dep.runtime.hosts)
             and max(counts.values()) - min(counts.values()) <= 1
         ):
@@ -262,14 +262,16 @@ def start_cos(
     stack: contextlib.ExitStack,
 ) -> Deployment:
     """The coordinator and a host on each node, stopped with the stack."""
-    cos = CosSettings(
-        write_side_host="127.0.0.1",
-        write_side_port=handler_port,
-        address="127.0.0.1",
-        advertise_address="127.0.0.1",
-        cluster_name=f"bench{uuid.uuid4().hex[:8]}",
-        num_shards=settings.num_shards,
-        host_failure_timeout_seconds=settings.host_failure_timeout,
+    cos = settings_from(
+        {
+            "COS_WRITE_SIDE_HOST": "127.0.0.1",
+            "COS_WRITE_SIDE_PORT": handler_port,
+            "COS_ADDRESS": "127.0.0.1",
+            "COS_ADVERTISE_ADDRESS": "127.0.0.1",
+            "COS_CLUSTER_NAME": f"bench{uuid.uuid4().hex[:8]}",
+            "COS_NUM_SHARDS": settings.num_shards,
+            "COS_HOST_FAILURE_TIMEOUT_SECONDS": settings.host_failure_timeout,
+        }
     )
     runtime = start_runtime(cos, target)
     stack.callback(_quietly, "stop the runtime", runtime.stop)

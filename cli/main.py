@@ -14,7 +14,7 @@ from cli.settings_help import settings_table
 from cos.environment import environment_warnings, read_side_lines
 from cos.errors import StartupError
 from cos.logs import configure_logging, prepare_ray_log_forwarding
-from cos.ray_env import prepare_ray
+from cos.runtime.ray import prepare_ray
 from cos.settings import (
     SettingsError,
     load_database_settings,
@@ -76,11 +76,11 @@ def serve(
     """Run the runtime: migrate, start Ray hosts, serve gRPC on COS_PORT until SIGTERM."""
     try:
         settings = load_settings()
-    except SettingsError as exc:
+    except (SettingsError, StartupError) as exc:
         raise _fail(str(exc)) from None
-    ray_address = address or settings.ray_address
-    prepare_ray(settings, local=ray_address is None)  # before the first import of ray
-    from cli.serve import run
+    ray_address = address or settings.ray.address
+    prepare_ray(settings.ray, local=ray_address is None)  # before the first import of ray
+    from cos.runtime.driver import run
 
     configure_logging(settings.logging)  # after importing ray, which sets up its own
     for warning in environment_warnings(settings):
@@ -115,8 +115,8 @@ def health(
         settings = load_settings()
     except SettingsError as exc:
         raise _fail(str(exc)) from None
-    target = f"127.0.0.1:{settings.port}"
-    tls = settings.tls
+    target = f"127.0.0.1:{settings.server.port}"
+    tls = settings.tls.files
     if tls is None:
         channel = grpc.insecure_channel(target)
     else:  # as a peer node calls it: trusting the CA, presenting the node's certificate
@@ -145,24 +145,21 @@ def shards(
 ) -> None:
     """Print which host owns each shard, its epoch and its active entities."""
     prepare_ray_log_forwarding()
-    import ray
     from rich.console import Console
 
     from cli.cluster_format import shards_table
-    from cos.deploy import NAMESPACE, lookup_actor
-    from cos.sharding.names import coordinator_name
-    from cos.sharding.report import ShardReport
+    from cos.runtime import shard_report
+    from cos.runtime.ray import connect_ray, disconnect_ray
 
-    ray.init(address=address, namespace=NAMESPACE, logging_level=logging.ERROR)
+    connect_ray(address, quiet=True)
     try:
         try:
-            coordinator = lookup_actor(coordinator_name(cluster_name))
+            rows = shard_report(cluster_name)
         except ValueError:
             raise _fail(f"no runtime named {cluster_name!r} on this Ray cluster") from None
-        rows: list[ShardReport] = ray.get(coordinator.report.remote(), timeout=60)
         Console().print(shards_table(rows))
     finally:
-        ray.shutdown()
+        disconnect_ray()
 
 
 if __name__ == "__main__":

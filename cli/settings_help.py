@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings
 from rich.markup import escape
 
-from cos.settings import CosSettings, DatabaseSettings, env_name
+from cos.config import Part
+from cos.settings import PARTS, settings_variables
 
 
 def format_default(value: object) -> str:
@@ -26,26 +26,26 @@ def format_default(value: object) -> str:
     return str(value)
 
 
-def setting_rows(model: type[BaseSettings]) -> list[tuple[str, str, str]]:
-    """(variable, default, description) of every setting of ``model``; the default is
+def setting_rows(part: type[Part]) -> list[tuple[str, str, str]]:
+    """(variable, default, description) of every setting of ``part``; the default is
     empty for a required setting."""
     rows = []
-    for name, info in model.model_fields.items():
-        if name in ("db", "read_sides", "telemetry"):
-            continue
-        default = (
-            ""
-            if info.is_required()
-            else format_default(info.get_default(call_default_factory=False))
-        )
-        rows.append((env_name(model, name), default, info.description or ""))
+    for variable, field in settings_variables(part).items():
+        info = part.model_fields[field]
+        default = "" if info.is_required() else format_default(info.get_default())
+        rows.append((variable, default, info.description or ""))
     return rows
+
+
+def all_setting_rows() -> list[tuple[str, str, str]]:
+    """The rows of every part of the runtime's settings."""
+    return [row for part in PARTS.values() for row in setting_rows(part)]
 
 
 def settings_table() -> str:
     """One line per environment variable: name, description, default (Rich markup,
     escaped: ``cos serve --help`` renders it)."""
-    rows = setting_rows(CosSettings) + setting_rows(DatabaseSettings)
+    rows = all_setting_rows()
     width = max(len(env) for env, _, _ in rows)
     lines = [
         escape(f"{env:<{width}}  {desc}" + (f" [default: {d}]" if d else " [required]"))

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
+from pydantic import Field
 
+from cos.config import Duration, Part
 from cos.errors import HandlerCallError, UnavailableError
 
 log = logging.getLogger(__name__)
@@ -38,14 +39,42 @@ class BreakerOpenError(UnavailableError):
     """The handler's circuit breaker is open: the call was not made."""
 
 
-@dataclass(frozen=True)
-class BreakerSettings:
-    """One breaker's settings; ``call_timeout`` and ``reset_timeout`` in seconds."""
+class BreakerSettings(Part):
+    """The write handler's breaker (``COS_WRITE_SIDE_BREAKER_*``); durations in seconds."""
 
-    enabled: bool = False
-    max_failures: int = 5
-    call_timeout: float = 60.0
-    reset_timeout: float = 60.0
+    env_prefix = "COS_WRITE_SIDE_BREAKER_"
+
+    enabled: bool = Field(
+        False, description="circuit breaker on the handler (as CoS's main branch)"
+    )
+    max_failures: int = Field(
+        5, gt=0, description="failed handler calls in a row that open the breaker"
+    )
+    call_timeout: Duration = Field(
+        "60s",
+        gt=0,
+        validate_default=True,
+        description="deadline of a handler call under the breaker (60s, 500ms)",
+    )
+    reset_timeout: Duration = Field(
+        "1m",
+        gt=0,
+        validate_default=True,
+        description="how long an open breaker fails calls at once",
+    )
+
+
+class ReadSideBreakerSettings(BreakerSettings):
+    """Each read handler's breaker (``COS_READ_SIDE_BREAKER_*``): a shorter call timeout."""
+
+    env_prefix = "COS_READ_SIDE_BREAKER_"
+
+    call_timeout: Duration = Field(
+        "10s",
+        gt=0,
+        validate_default=True,
+        description="deadline of a read handler call under the breaker",
+    )
 
 
 NO_BREAKER = BreakerSettings()

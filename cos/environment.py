@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 
 from cos.readside.config import describe, env_variables
-from cos.settings import CosSettings, DatabaseSettings, env_name
+from cos.settings import CosSettings, known_variables
 
 # Variables Chief of State documented once and no longer reads, or that have no
 # meaning here, with what to do instead.
@@ -28,16 +28,6 @@ OBSOLETE = {
 # COS_* variables that are not runtime settings but are read by the project's tools.
 _TOOL_VARIABLES = {"COS_TEST_DATABASE_URL"}
 _READ_SIDE_PREFIX = "COS_READ_SIDE_CONFIG__"
-
-
-def known_variables() -> set[str]:
-    """Every environment variable that is a setting of the runtime."""
-    names = set()
-    for model in (CosSettings, DatabaseSettings):
-        for field in model.model_fields:
-            if field not in ("db", "read_sides", "telemetry"):
-                names.add(env_name(model, field))
-    return names
 
 
 def environment_warnings(
@@ -66,22 +56,24 @@ def environment_warnings(
 
 def _read_side_warnings(settings: CosSettings, environ: Mapping[str, str]) -> list[str]:
     variables = env_variables(environ)
-    if not settings.read_side_enabled:
-        if settings.read_side_config or variables:
+    read_side = settings.read_side
+    if not read_side.enabled:
+        if read_side.config or variables:
             return ["read sides are configured but COS_READ_SIDE_ENABLED is not true: none runs"]
         return []
     warnings = []
-    if settings.read_side_config and variables:
+    if read_side.config and variables:
         warnings.append(
             f"COS_READ_SIDE_CONFIG is set, so the {len(variables)} COS_READ_SIDE_CONFIG__*"
             f" variables are ignored, as in Chief of State ({', '.join(variables[:3])}"
             f"{', ...' if len(variables) > 3 else ''})"
         )
-    if not settings.read_sides:
+    if not read_side.read_sides:
         warnings.append("COS_READ_SIDE_ENABLED=true but no read side is configured")
     return warnings
 
 
 def read_side_lines(settings: CosSettings) -> list[str]:
     """One line per configured read side, as start-up logs them."""
-    return [describe(config, settings.grpc_calls_timeout) for config in settings.read_sides]
+    timeout = settings.grpc.call_timeout_ms
+    return [describe(config, timeout) for config in settings.read_side.read_sides]

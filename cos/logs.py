@@ -5,8 +5,9 @@
 - ``STANDARD``: ``2026-11-23T10:00:00.123Z INFO  cos.serve - cos serve ready ...``
 - ``SIMPLE``: ``INFO  cos.serve - cos serve ready ...``
 - ``JSON``: one JSON object per line, with Chief of State's field names
-  (``timestamp``, ``level``, ``logger_name``, ``message``, ``service``, ...), and
-  ``trace_id``/``span_id`` for a line written inside a traced operation.
+  (``timestamp``, ``level``, ``logger_name``, ``message``, ``service``, ...), and, when
+  tracing is on, ``trace_id``/``span_id`` for a line written inside a traced operation
+  (``cos.telemetry`` adds them).
 
 The driver (``cos serve``) and the Ray actors (shard hosts, coordinator) each call
 :func:`configure_logging` with the same :class:`LogSettings`. Ray forwards an actor's
@@ -23,11 +24,12 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
-from opentelemetry import trace
+from pydantic import BeforeValidator, Field
 from pythonjsonlogger.json import JsonFormatter
+
+from cos.config import Part
 
 
 class LogStyle(str, enum.Enum):
@@ -38,13 +40,37 @@ class LogStyle(str, enum.Enum):
     JSON = "JSON"
 
 
-@dataclass(frozen=True)
-class LogSettings:
+def _log_level(value: object) -> object:
+    # Chief of State's names (logback: WARN, TRACE) next to Python's.
+    aliases = {"WARN": "WARNING", "TRACE": "DEBUG", "FATAL": "CRITICAL"}
+    if isinstance(value, str):
+        level = aliases.get(value.strip().upper(), value.strip().upper())
+        if level in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            return level
+    raise ValueError("must be one of DEBUG, INFO, WARN, ERROR")
+
+
+LogLevel = Annotated[str, BeforeValidator(_log_level)]
+Style = Annotated[
+    LogStyle, BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v)
+]
+
+
+class LogSettings(Part):
     """What every process of the runtime needs to log alike."""
 
-    level: str = "INFO"
-    style: LogStyle = LogStyle.STANDARD
-    service: str = "chiefofstate"
+    env_prefix = ""
+
+    level: LogLevel = Field("INFO", alias="LOG_LEVEL", description="DEBUG, INFO, WARN or ERROR")
+    style: Style = Field(
+        LogStyle.STANDARD, alias="LOG_STYLE", description="log format: STANDARD, SIMPLE or JSON"
+    )
+    service: str = Field(
+        "chiefofstate",
+        min_length=1,
+        alias="COS_SERVICE_NAME",
+        description="names the service in logs and traces",
+    )
 
 
 def _utc_time(record: logging.LogRecord) -> str:
@@ -82,12 +108,6 @@ class _JsonLineFormatter(JsonFormatter):
     ) -> None:
         super().add_fields(log_data, record, message_dict)
         log_data["timestamp"] = self.formatTime(record)
-        # Written inside a traced operation (formatting runs in the logging call, in
-        # the caller's context): the ids that find its trace.
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            log_data["trace_id"] = trace.format_trace_id(context.trace_id)
-            log_data["span_id"] = trace.format_span_id(context.span_id)
 
 
 def formatter_for(settings: LogSettings) -> logging.Formatter:

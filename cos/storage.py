@@ -6,6 +6,7 @@ all of them (``cos.postgres`` does, for PostgreSQL) and is held to the contract 
 failures are the runtime's own errors (``cos.errors``): ``ConflictError``, ``FencedError``,
 ``JournalUnavailableError``, ``JournalRejectedError``; nothing here knows a driver.
 
+    JournalSettings what every journal keeps, and for how long
     JournalReader   the events of a shard or an entity by position (read sides, subscriptions)
     JournalStore    appends fenced by the shard's lease epoch, recovery, idempotency keys
     LeaseStore      who owns each shard, with which epoch; host heartbeats
@@ -20,7 +21,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from pydantic import Field
+
+from cos.config import Part
+
 # -- the journal -----------------------------------------------------------------------
+
+
+class JournalSettings(Part):
+    """What every journal keeps, and for how long."""
+
+    num_snapshots_to_retain: int = Field(2, gt=0, description="snapshots kept per entity")
+    logical_deletion: bool = Field(
+        False,
+        alias="COS_JOURNAL_LOGICAL_DELETION",
+        description="mark events older than the oldest kept snapshot as deleted",
+    )
+    idempotency_window_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="how long a command's x-cos-idempotency-key is remembered, in seconds",
+    )
+
+
+DEFAULT_JOURNAL = JournalSettings()
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from pydantic import Field, model_validator
+
+from cos.config import Part, env_name
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,59 @@ def read_pem(path: str, what: str, marker: bytes = b"-----BEGIN ") -> bytes:
     if marker not in data:
         raise TlsFileError(f"the {what} {path!r} is not PEM (no {marker.decode()}…)")
     return data
+
+
+class TlsSettings(Part):
+    """TLS on the gRPC port and between nodes (``COS_TLS_*``): off unless a certificate is set."""
+
+    env_prefix = "COS_TLS_"
+
+    cert_file: str | None = Field(
+        None, description="PEM certificate chain of the gRPC port (turns TLS on)"
+    )
+    key_file: str | None = Field(None, description="PEM private key of COS_TLS_CERT_FILE")
+    client_ca_file: str | None = Field(
+        None, description="PEM CAs whose client certificates callers must present (mutual TLS)"
+    )
+    ca_file: str | None = Field(
+        None, description="PEM CAs a node trusts its peers with (default: the client CA)"
+    )
+    server_name: str | None = Field(
+        None, description="name peers' certificates are checked against (default: their address)"
+    )
+
+    @property
+    def files(self) -> TlsFiles | None:
+        """The files, when TLS is on."""
+        if self.cert_file is None or self.key_file is None:
+            return None
+        return TlsFiles(
+            self.cert_file, self.key_file, self.client_ca_file, self.ca_file, self.server_name
+        )
+
+    @model_validator(mode="after")
+    def _usable(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("COS_TLS_CERT_FILE and COS_TLS_KEY_FILE: set both or neither")
+        if self.cert_file is None:
+            for name in ("client_ca_file", "ca_file", "server_name"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{env_name(TlsSettings, name)}: needs COS_TLS_CERT_FILE")
+            return self
+        markers = {
+            "cert_file": PEM_CERTIFICATE,
+            "key_file": b"-----BEGIN ",
+            "client_ca_file": PEM_CERTIFICATE,
+            "ca_file": PEM_CERTIFICATE,
+        }
+        for name, marker in markers.items():
+            path = getattr(self, name)
+            if path is not None:
+                try:
+                    read_pem(path, "file", marker)
+                except TlsFileError as exc:
+                    raise ValueError(f"{env_name(TlsSettings, name)}: {exc}") from None
+        return self
 
 
 def _server_config(files: TlsFiles) -> grpc.ServerCertificateConfiguration:

@@ -11,9 +11,11 @@ Channels here back off for at most :data:`MAX_RECONNECT_BACKOFF_MS`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import grpc
+from pydantic import Field
+
+from cos.config import Duration, Part
 
 MAX_RECONNECT_BACKOFF_MS = 1000
 # gRPC's own default, and COS_MAX_MESSAGE_BYTES's.
@@ -33,40 +35,65 @@ _OPTIONS: Sequence[ChannelOption] = (
 )
 
 
-@dataclass(frozen=True)
-class Keepalive:
-    """HTTP/2 keepalive pings (``COS_GRPC_KEEPALIVE_*``, in seconds): a connection whose
-    ping goes unanswered for ``timeout`` is closed, so a silently dead peer is noticed."""
+class GrpcSettings(Part):
+    """What every gRPC channel and call to a handler or a peer shares: the largest message
+    (the server's limit too), a handler call's deadline, and HTTP/2 keepalive pings (none
+    unless turned on, as in Chief of State): a connection whose ping goes unanswered for
+    ``keepalive_timeout`` is closed, so a silently dead peer is noticed."""
 
-    time: float
-    timeout: float
-    without_calls: bool
+    max_message_bytes: int = Field(
+        DEFAULT_MAX_MESSAGE,
+        ge=64 * 1024,
+        description="largest gRPC message in bytes: requests, replies, handler calls, an"
+        " event with its state",
+    )
+    call_timeout_ms: int = Field(
+        60_000,
+        gt=0,
+        alias="COS_GRPC_CALLS_TIMEOUT",
+        description="deadline of one handler call (write, and read without its own), in ms",
+    )
+    keepalive_enabled: bool = Field(
+        False,
+        alias="COS_GRPC_KEEPALIVE_ENABLED",
+        description="HTTP/2 keepalive pings on the channels to handlers and peers",
+    )
+    keepalive_time: Duration = Field(
+        "120s",
+        gt=0,
+        validate_default=True,
+        alias="COS_GRPC_KEEPALIVE_TIME",
+        description="time between keepalive pings (120s)",
+    )
+    keepalive_timeout: Duration = Field(
+        "60s",
+        gt=0,
+        validate_default=True,
+        alias="COS_GRPC_KEEPALIVE_TIMEOUT",
+        description="how long a ping may go unanswered before the connection closes",
+    )
+    keepalive_without_calls: bool = Field(
+        True,
+        alias="COS_GRPC_KEEPALIVE_WITHOUT_CALLS",
+        description="ping also while no call is in flight",
+    )
 
     def options(self) -> list[ChannelOption]:
-        """The channel options that turn the pings on."""
+        """The options of a channel to a handler or a peer."""
+        return [*_OPTIONS, *message_limits(self.max_message_bytes), *self._pings()]
+
+    def _pings(self) -> list[ChannelOption]:
+        if not self.keepalive_enabled:
+            return []
         return [
-            ("grpc.keepalive_time_ms", round(self.time * 1000)),
-            ("grpc.keepalive_timeout_ms", round(self.timeout * 1000)),
-            ("grpc.keepalive_permit_without_calls", int(self.without_calls)),
+            ("grpc.keepalive_time_ms", round(self.keepalive_time * 1000)),
+            ("grpc.keepalive_timeout_ms", round(self.keepalive_timeout * 1000)),
+            ("grpc.keepalive_permit_without_calls", int(self.keepalive_without_calls)),
             ("grpc.http2.max_pings_without_data", 0),  # no cap on pings between calls
         ]
 
 
-@dataclass(frozen=True)
-class ChannelSettings:
-    """What every channel to a handler or a peer shares: the largest message and the
-    keepalive pings (none unless turned on, as in Chief of State)."""
-
-    max_message: int = DEFAULT_MAX_MESSAGE
-    keepalive: Keepalive | None = None
-
-    def options(self) -> list[ChannelOption]:
-        """The channel options these settings make."""
-        pings = self.keepalive.options() if self.keepalive else []
-        return [*_OPTIONS, *message_limits(self.max_message), *pings]
-
-
-DEFAULT_CHANNELS = ChannelSettings()
+DEFAULT_GRPC = GrpcSettings()
 
 
 def message_limits(max_message: int) -> list[ChannelOption]:
@@ -84,7 +111,7 @@ def open_channel(
     root_certificates: bytes | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     server_name: str | None = None,
-    settings: ChannelSettings = DEFAULT_CHANNELS,
+    settings: GrpcSettings = DEFAULT_GRPC,
 ) -> grpc.aio.Channel:
     """An aio channel to ``target`` (``host:port``); TLS with ``credentials``, or with
     ``root_certificates`` or the system roots when ``tls``. ``server_name`` is the name

@@ -17,12 +17,14 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
 
 from chief_of_state.v1 import service_pb2_grpc
 from cos.postgres import DatabaseTarget, EmbeddedPostgres
+from cos.settings import CosSettings, settings_from
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -241,3 +243,24 @@ class Serve:
     def stop(self) -> int:
         self.channel.close()
         return self.process.stop()
+
+
+# Settings no environment variable sets, by the part that holds them.
+_NOT_FROM_ENVIRONMENT = {
+    "read_sides": "read_side.read_sides",
+    "telemetry": "telemetry.otel",
+    "descriptor_sets": "http.descriptor_sets",
+}
+_NOT_COS_PREFIXED = {"log_level": "LOG_LEVEL", "log_style": "LOG_STYLE", "pod_ip": "POD_IP"}
+
+
+def cos_settings(**values: Any) -> CosSettings:
+    """Settings for a test's runtime, each named as its environment variable is without
+    ``COS_``, in lower case (``num_shards=4`` is ``COS_NUM_SHARDS=4``); ``read_sides``,
+    ``telemetry`` and ``descriptor_sets`` set what no variable does. Validated as the
+    environment is (``SettingsError`` naming the variable)."""
+    named = {}
+    for name, value in values.items():
+        variable = _NOT_FROM_ENVIRONMENT.get(name) or _NOT_COS_PREFIXED.get(name)
+        named[variable or f"COS_{name.upper()}"] = value
+    return settings_from(named)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 from google.protobuf import any_pb2, descriptor_pool, json_format
@@ -23,7 +24,7 @@ from google.protobuf.message import DecodeError
 
 from chief_of_state.v1 import common_pb2, persistence_pb2
 from cos.errors import InvalidRequestError, shorten
-from cos.http.descriptors import descriptor_paths, load_pool
+from cos.http.descriptors import DescriptorSet, load_pool
 from cos.writeside.entity import EntityState
 
 Json: TypeAlias = Any  # what json.loads returns / json.dumps takes
@@ -160,8 +161,7 @@ def _json_type(value: Json) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def codec_for(descriptors: str | None) -> AnyCodec:
-    """The codec knowing the types of the descriptor sets of ``descriptors``
-    (COS_PROTO_DESCRIPTORS); :class:`DescriptorsError` when one is unusable."""
-    paths = descriptor_paths(descriptors)
-    return AnyCodec(load_pool(paths)) if paths else AnyCodec()
+def codec_for(sets: Sequence[DescriptorSet]) -> AnyCodec:
+    """The codec knowing the types of the descriptor sets (COS_PROTO_DESCRIPTORS);
+    :class:`DescriptorsError` when one is unusable."""
+    return AnyCodec(load_pool(sets)) if sets else AnyCodec()

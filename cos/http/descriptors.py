@@ -1,5 +1,5 @@
 """The message types the HTTP/JSON API shows as JSON: the descriptor sets of
-``COS_PROTO_DESCRIPTORS``, loaded once into a pool of their own at start-up.
+``COS_PROTO_DESCRIPTORS``, read once at start-up and loaded into a pool of their own.
 
 A set built without ``--include_imports`` lacks the files it imports; those of protobuf's
 well-known types (``google/protobuf/*.proto``) are taken from the runtime's own copy,
@@ -9,6 +9,7 @@ any other missing import stops start-up, naming the file and the way to fix it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import (
@@ -41,17 +42,31 @@ _SETTING = "COS_PROTO_DESCRIPTORS"
 Files = Mapping[str, descriptor_pb2.FileDescriptorProto]
 
 
+@dataclass(frozen=True)
+class DescriptorSet:
+    """A descriptor set file as read, once, at start-up: nodes get its bytes, not its path."""
+
+    path: str
+    data: bytes
+
+
 def descriptor_paths(setting: str | None) -> list[str]:
     """The paths of the comma-separated setting (blank entries ignored)."""
     return [part.strip() for part in (setting or "").split(",") if part.strip()]
 
 
-def load_pool(paths: Sequence[str]) -> descriptor_pool.DescriptorPool:
-    """A pool holding every file of the descriptor sets at ``paths``; raises
-    :class:`DescriptorsError` naming the setting and the file when one cannot be used."""
+def read_sets(setting: str | None) -> tuple[DescriptorSet, ...]:
+    """The files of the comma-separated setting, read; raises :class:`DescriptorsError`
+    naming the setting and the file when one cannot be read."""
+    return tuple(DescriptorSet(path, _read(path)) for path in descriptor_paths(setting))
+
+
+def load_pool(sets: Sequence[DescriptorSet]) -> descriptor_pool.DescriptorPool:
+    """A pool holding every file of ``sets``; raises :class:`DescriptorsError` naming the
+    setting and the file when one cannot be used."""
     files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-    for path in paths:
-        for proto in _read_set(path).file:
+    for found in sets:
+        for proto in _parse(found).file:
             files.setdefault(proto.name, proto)
     pool = descriptor_pool.DescriptorPool()
     added: set[str] = set()
@@ -60,16 +75,19 @@ def load_pool(paths: Sequence[str]) -> descriptor_pool.DescriptorPool:
     return pool
 
 
-def _read_set(path: str) -> descriptor_pb2.FileDescriptorSet:
+def _read(path: str) -> bytes:
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise DescriptorsError(f"{_SETTING}: cannot read {path}: {exc.strerror}") from None
+
+
+def _parse(found: DescriptorSet) -> descriptor_pb2.FileDescriptorSet:
     try:
-        return descriptor_pb2.FileDescriptorSet.FromString(data)
+        return descriptor_pb2.FileDescriptorSet.FromString(found.data)
     except DecodeError:
         raise DescriptorsError(
-            f"{_SETTING}: {path} is not a descriptor set (make one with protoc"
+            f"{_SETTING}: {found.path} is not a descriptor set (make one with protoc"
             " --descriptor_set_out)"
         ) from None
 

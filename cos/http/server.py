@@ -45,6 +45,11 @@ class HttpServer:
         self._socket: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def address(self) -> str:
+        """``address:port``, where it serves."""
+        return f"{self._address}:{self._port}"
+
     def bind(self) -> None:
         """Bind the port; raises :class:`PortInUseError` naming COS_HTTP_PORT if taken, a
         :class:`StartupError` naming the settings if the address cannot be bound."""

@@ -7,7 +7,7 @@ Only this package imports asyncpg. Import from here, not from its modules.
 
 from cos.postgres.control import ControlListener
 from cos.postgres.database import DatabaseTarget, resolve_target, wait_for_database
-from cos.postgres.datastore import PoolLimits, PostgresDatastore
+from cos.postgres.datastore import PostgresDatastore
 from cos.postgres.embedded import EmbeddedPostgres
 from cos.postgres.history import PostgresHistoryStore
 from cos.postgres.journal import JOURNAL_CHANNEL, PostgresJournalStore
@@ -15,6 +15,7 @@ from cos.postgres.layout import ShardCountError, pin_shard_count
 from cos.postgres.leases import PostgresLeaseStore, read_leases
 from cos.postgres.migrate import MigrationError, migrate
 from cos.postgres.offsets import PostgresOffsetStore
+from cos.postgres.settings import PoolLimits
 
 __all__ = [
     "JOURNAL_CHANNEL",

@@ -21,7 +21,7 @@ from tenacity import (
 
 from cos.errors import DatabaseUnreachableError
 from cos.postgres.embedded import EmbeddedPostgres
-from cos.settings import DatabaseSettings
+from cos.postgres.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import asyncpg
 
 from cos.errors import ConflictError, JournalRejectedError, JournalUnavailableError
 from cos.postgres.database import DatabaseTarget
+from cos.postgres.settings import DEFAULT_POOL, PoolLimits
 
 # Failures of the connection or the server's state, not of the statement: the same call
 # may succeed later. Among them: the database starting up or shutting down (57P03,
@@ -27,16 +27,6 @@ _TRANSIENT = (
 )
 
 
-@dataclass(frozen=True)
-class PoolLimits:
-    """How many connections a process keeps and for how long (``COS_DB_POOL_*``)."""
-
-    max_size: int = 20
-    min_size: int = 1
-    idle_timeout: float = 60.0  # seconds an idle connection beyond ``min_size`` is kept
-    max_lifetime: float | None = None  # seconds after which connections are renewed
-
-
 class PostgresDatastore:
     """The pool of one process and the translation of its errors."""
 
@@ -50,7 +40,7 @@ class PostgresDatastore:
 
     @classmethod
     async def open(
-        cls, target: DatabaseTarget, limits: PoolLimits = PoolLimits()
+        cls, target: DatabaseTarget, limits: PoolLimits = DEFAULT_POOL
     ) -> PostgresDatastore:
         """Open a pool to ``target``: ``min_size`` connections stay open, others close
         after ``idle_timeout`` seconds unused, all are renewed every ``max_lifetime``."""

@@ -9,7 +9,14 @@ import asyncpg
 
 from cos.errors import ConflictError, FencedError
 from cos.postgres.datastore import PostgresDatastore
-from cos.storage import EntityAppend, IdempotencyRecord, Recovered, StoredEvent
+from cos.storage import (
+    DEFAULT_JOURNAL,
+    EntityAppend,
+    IdempotencyRecord,
+    JournalSettings,
+    Recovered,
+    StoredEvent,
+)
 
 # One statement, one round trip. Positions come from the lease row: the UPDATE
 # both checks the epoch (fencing; a stale epoch matches no row, so nothing is
@@ -131,16 +138,13 @@ class PostgresJournalStore:
     def __init__(
         self,
         datastore: PostgresDatastore,
-        *,
-        snapshots_to_retain: int = 2,
-        logical_deletion: bool = False,
-        idempotency_window_seconds: float = 86400.0,
+        settings: JournalSettings = DEFAULT_JOURNAL,
     ) -> None:
         self._datastore = datastore
         self._pool = datastore.pool
-        self._retain = snapshots_to_retain
-        self._logical_deletion = logical_deletion
-        self._window = idempotency_window_seconds
+        self._retain = settings.num_snapshots_to_retain
+        self._logical_deletion = settings.logical_deletion
+        self._window = settings.idempotency_window_seconds
 
     async def append(self, shard: int, epoch: int, batch: Sequence[EntityAppend]) -> int:
         """Write the whole batch in one transaction, fenced by the shard's epoch; returns

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from cos.postgres.database import DatabaseTarget
-from cos.postgres.datastore import PoolLimits, PostgresDatastore
+from cos.postgres.datastore import PostgresDatastore
+from cos.postgres.settings import PoolLimits
 from cos.storage import Heartbeat, Lease, Standing
 
 # An upsert that bumps the epoch. It waits for an in-flight append of the old owner

@@ -4,20 +4,24 @@ poked when an operator changes a read side (through any node)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from cos.readside.client import DEFAULT_READ_CALLS, ReadCalls, ReadHandlerClient
+from cos.readside.client import ReadHandler
 from cos.readside.config import ReadSideConfig
 from cos.readside.runner import ReadSideRunner, RunnerTiming
-from cos.storage import JournalStore, OffsetStore
-from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments, LagSample
+from cos.storage import JournalReader, OffsetStore
 
-log = logging.getLogger(__name__)
 
-LAG_SAMPLE_SECONDS = 1.0
+@dataclass(frozen=True)
+class LagSample:
+    """How far one read side is behind in one shard this node serves."""
+
+    read_side_id: str
+    shard: int
+    events: int
+    seconds: float
 
 
 class CommitSource(Protocol):
@@ -25,7 +29,7 @@ class CommitSource(Protocol):
 
     number: int
 
-    def add_commit_listener(self, listener: Callable[[], None]) -> None: ...
+    def add_commit_listener(self, listener: Callable[[object], None]) -> None: ...
 
 
 class ReadSideHosting:
@@ -35,25 +39,17 @@ class ReadSideHosting:
     def __init__(
         self,
         read_sides: Sequence[ReadSideConfig],
-        journal: JournalStore,
+        journal: JournalReader,
         offsets: OffsetStore,
         timing: RunnerTiming,
-        calls: ReadCalls = DEFAULT_READ_CALLS,
-        instruments: Instruments = NO_INSTRUMENTS,
+        handlers: Mapping[str, ReadHandler],
     ) -> None:
         self._read_sides = [r for r in read_sides if r.enabled]
         self._journal = journal
         self._offsets = offsets
         self._timing = timing
-        self._clients = {
-            r.read_side_id: ReadHandlerClient(r, calls, instruments) for r in self._read_sides
-        }
+        self._handlers = {r.read_side_id: handlers[r.read_side_id] for r in self._read_sides}
         self._runners: dict[tuple[str, int], ReadSideRunner] = {}
-        self.lag: list[LagSample] = []  # read by the metrics thread: replaced, never changed
-        self._sampler: asyncio.Task[None] | None = None
-        if instruments.metrics is not None and self._read_sides:
-            instruments.metrics.observe_lag(lambda: self.lag)
-            self._sampler = asyncio.create_task(self._sample_lag_forever())
 
     async def sample_lag(self) -> list[LagSample]:
         """How far each read side is behind in each shard served here, from the database
@@ -67,14 +63,6 @@ class ReadSideHosting:
                 behind = max(0, row.journal_position - row.offset.position)
                 samples.append(LagSample(read_side_id, row.offset.shard, behind, row.lag_seconds))
         return samples
-
-    async def _sample_lag_forever(self) -> None:
-        while True:
-            try:
-                self.lag = await self.sample_lag()
-            except Exception as exc:  # the next sample may work; the gauges keep the last
-                log.warning("read-side lag not sampled: %r", exc)
-            await asyncio.sleep(LAG_SAMPLE_SECONDS)
 
     @property
     def active(self) -> bool:
@@ -93,7 +81,7 @@ class ReadSideHosting:
                     shard.number,
                     self._journal,
                     self._offsets,
-                    self._clients[config.read_side_id].deliver,
+                    self._handlers[config.read_side_id].deliver,
                     self._timing,
                 )
                 self._runners[(config.read_side_id, shard.number)] = runner
@@ -113,13 +101,8 @@ class ReadSideHosting:
                 runner.poke()
 
     async def stop(self) -> None:
-        """Stop the lag sampler and every runner, and close the handler channels."""
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
-            self._sampler = None
+        """Stop every runner, and close the handlers' channels."""
         await asyncio.gather(*(runner.stop() for runner in self._runners.values()))
         self._runners.clear()
-        for client in self._clients.values():
-            await client.close()
+        for handler in self._handlers.values():
+            await handler.close()

@@ -11,7 +11,6 @@ a runner mid-batch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -19,9 +18,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from chief_of_state.v1 import persistence_pb2
+from cos.background import Background
 from cos.errors import shorten
 from cos.readside.config import REPLAY_ATTEMPTS, FailurePolicy, ReadSideConfig
-from cos.storage import JournalStore, Offset, OffsetStore, StoredEvent
+from cos.storage import JournalReader, Offset, OffsetStore, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class ReadSideRunner:
         self,
         config: ReadSideConfig,
         shard: int,
-        journal: JournalStore,
+        journal: JournalReader,
         offsets: OffsetStore,
         deliver: Deliver,
         timing: RunnerTiming = RunnerTiming(),
@@ -87,22 +87,19 @@ class ReadSideRunner:
         self._failure_stored_at = float("-inf")  # monotonic time it was last stored
         self._known: Offset | None = None  # the offset row as last read or written
         self._read_at = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background()
 
     def start(self) -> None:
         """Start delivering in the background."""
-        self._task = asyncio.create_task(self._run_forever())
+        self._background.start(self._run_forever())
 
     async def stop(self) -> None:
         """Stop at once; undelivered progress is simply delivered again later."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
-    def wake(self) -> None:
-        """New events were committed in the shard."""
+    def wake(self, _commit: object = None) -> None:
+        """New events were committed in the shard (a commit listener: what was committed
+        does not matter, the journal is read from the offset)."""
         self._new_events.set()
 
     def poke(self) -> None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from pydantic import Field, SecretStr
+
+from cos.config import NameList, Part
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +35,41 @@ OPERATOR_SERVICES = (
 _BEARER = "bearer "
 
 
-@dataclass(frozen=True)
-class OperatorAccess:
-    """Who may call the operator API."""
+class OperatorSettings(Part):
+    """Who may call the operator API (``COS_ADMIN_*``)."""
 
-    token: str | None = None
-    client_names: Collection[str] = ()
-    open: bool = False
+    env_prefix = "COS_ADMIN_"
+
+    token: SecretStr | None = Field(
+        None, description="the operator token the operator API (read sides, shards) asks for"
+    )
+    token_file: str | None = Field(
+        None, description="file holding the operator token (instead of COS_ADMIN_TOKEN)"
+    )
+    client_names: NameList = Field(
+        (), description="client certificate names let into the operator API (mutual TLS)"
+    )
+    api_open: bool = Field(
+        False, description="open the operator API to callers without credentials"
+    )
+
+    @property
+    def configured(self) -> bool:
+        """Whether any way in is configured (a token, certificate names, or open)."""
+        return bool(self.token or self.client_names or self.api_open)
 
     def refusal(
         self, metadata: dict[str, str], peer_names: Collection[str]
     ) -> grpc.StatusCode | None:
         """None when the caller may go on, else the status to refuse it with."""
-        if self.open or (self.client_names and set(peer_names) & set(self.client_names)):
+        if self.api_open or (self.client_names and set(peer_names) & set(self.client_names)):
             return None
         presented = metadata.get("authorization", "")
         bearer = presented[: len(_BEARER)].lower() == _BEARER
         # compare_digest: the time taken says nothing of how much of the token matched.
         given = presented[len(_BEARER) :].encode()
-        if self.token and bearer and hmac.compare_digest(given, self.token.encode()):
+        token = self.token.get_secret_value().encode() if self.token else b""
+        if token and bearer and hmac.compare_digest(given, token):
             return None
         if not self.token and not self.client_names:
             return grpc.StatusCode.PERMISSION_DENIED
@@ -62,7 +80,7 @@ class OperatorGate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Refuses operator calls without credentials: UNAUTHENTICATED without a valid token
     (or allowed certificate), PERMISSION_DENIED when no credential is configured at all."""
 
-    def __init__(self, access: OperatorAccess) -> None:
+    def __init__(self, access: OperatorSettings) -> None:
         self._access = access
 
     async def intercept_service(

@@ -21,7 +21,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from cos.logs import LogSettings, configure_logging
 from cos.sharding.formation import Membership, Pod, PodSource
 from cos.sharding.handles import CoordinatorHandle, HostHandle
 from cos.sharding.names import host_prefix
@@ -63,7 +62,6 @@ class Coordinator:
         find_host: FindHost | None = None,
         find_self: Callable[[], CoordinatorHandle] | None = None,
         failure_timeout: float = 5.0,
-        logging: LogSettings | None = None,
         pods: Callable[[], PodSource] | None = None,
     ) -> None:
         self._num_shards = num_shards
@@ -73,7 +71,6 @@ class Coordinator:
         self._find_host = find_host
         self._find_self = find_self
         self._failure_timeout = failure_timeout
-        self._logging = logging
         self._hosts: dict[str, _Host] = {}
         self._table: dict[int, Ownership] = {}
         self._lock = asyncio.Lock()
@@ -97,8 +94,6 @@ class Coordinator:
         await asyncio.shield(self._starting)
 
     async def _start(self) -> None:
-        if self._logging is not None:
-            configure_logging(self._logging)
         # Hosts call back through this: the actor's own handle, found by its name.
         # Lookups block, so they run off the event loop.
         if self._find_self is not None:

@@ -6,21 +6,18 @@ import logging
 import time
 
 import grpc
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
 from cos.sharding.host import Route
 from cos.status import call_error
-from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
 from cos.tls import TlsFileError, TlsFiles, channel_credentials
-from cos.transport import DEFAULT_CHANNELS, FORWARDED, ChannelSettings, open_channel
+from cos.transport import DEFAULT_GRPC, FORWARDED, GrpcSettings, open_channel
 from cos.writeside.commands import CommandRequest, StateRequest
 from cos.writeside.entity import EntityState, Metadata
 
 log = logging.getLogger(__name__)
 
 _TLS_CHECK_SECONDS = 1.0
-SERVICE = service_pb2.DESCRIPTOR.services_by_name["ChiefOfStateService"].full_name
 # Headers that belong to the hop, not to the command.
 _HOP_HEADERS = {"user-agent", "grpc-accept-encoding", "grpc-timeout", FORWARDED}
 
@@ -32,12 +29,10 @@ class PeerClients:
 
     def __init__(
         self,
-        channels: ChannelSettings = DEFAULT_CHANNELS,
+        grpc_settings: GrpcSettings = DEFAULT_GRPC,
         tls: TlsFiles | None = None,
-        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
-        self._instruments = instruments
-        self._channels_settings = channels
+        self._grpc = grpc_settings
         self._tls = tls
         self._tls_version = tls.version() if tls else ()
         self._credentials = channel_credentials(tls) if tls else None
@@ -69,7 +64,7 @@ class PeerClients:
                 address,
                 credentials=self._credentials,
                 server_name=self._tls.server_name if self._tls else None,
-                settings=self._channels_settings,
+                settings=self._grpc,
             )
             self._channels.append(channel)
             stub = self._stubs[address] = service_pb2_grpc.ChiefOfStateServiceStub(channel)
@@ -99,44 +94,9 @@ class PeerClients:
         metadata: Metadata,
         timeout: float,
     ) -> EntityState:
-        instruments = self._instruments
-        if instruments.metrics is not None:
-            instruments.metrics.forwarded.add(1, {"rpc.method": method})
-        if instruments.tracer is None:
-            return await self._send(method, route, message, _hop(metadata), timeout)
-        span = instruments.child(
-            f"cos.forward {method}",
-            SpanKind.CLIENT,
-            {
-                "rpc.system": "grpc",
-                "rpc.service": SERVICE,
-                "rpc.method": method,
-                "server.address": route.address,
-                "cos.owner_host": route.host_id,
-            },
-        )
-        try:
-            hop = instruments.inject(_hop(metadata), span)  # the owner continues this span
-            return await self._send(method, route, message, hop, timeout)
-        except BaseException as exc:
-            if span is not None:
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-            raise
-        finally:
-            if span is not None:
-                span.end()
-
-    async def _send(
-        self,
-        method: str,
-        route: Route,
-        message: service_pb2.ProcessCommandRequest | service_pb2.GetStateRequest,
-        metadata: Metadata,
-        timeout: float,
-    ) -> EntityState:
         call = getattr(self._stub(route.address), method)
         try:
-            reply = await call(message, metadata=metadata, timeout=timeout)
+            reply = await call(message, metadata=_hop(metadata), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise call_error(exc, f"host at {route.address}", host=True) from None
         return EntityState(reply.state, reply.meta)

@@ -3,7 +3,11 @@
 A command for a shard this host owns runs in this process: one dict lookup, no Ray actor
 boundary, no closure. One for another host's shard is forwarded to its owner over gRPC,
 and retried while the shard moves. The coordinator assigns and releases shards and
-pushes the route table. ``cos.node`` builds a host and everything around it.
+pushes the route table. ``cos.runtime`` builds a host and everything around it.
+
+Hand-over lives here: :meth:`ShardHost.release` refuses new commands of a leaving shard
+and lets those in flight finish before its read sides stop and another host takes the
+lease; a write fenced by a newer epoch gives the shard up at once.
 """
 
 from __future__ import annotations
@@ -12,20 +16,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from cos.errors import FencedError, HostUnreachableError, ShardNotOwnedError, UnavailableError
-from cos.settings import CosSettings
 from cos.sharding.handles import CoordinatorHandle, Routes
 from cos.sharding.report import ShardInfo, ShardReport
 from cos.sharding.routing import shard_of
-from cos.storage import JournalStore, LeaseStore
-from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
+from cos.sharding.settings import ClusterSettings
+from cos.storage import LeaseStore
 from cos.writeside.commands import CommandRequest, StateRequest
 from cos.writeside.entity import EntityState
-from cos.writeside.handler import WriteHandler
 from cos.writeside.shard import Shard
 
 log = logging.getLogger(__name__)
@@ -33,26 +35,8 @@ log = logging.getLogger(__name__)
 _RETRY_PAUSE = 0.05
 _COORDINATOR_TIMEOUT = 30.0
 _ROUTES_TIMEOUT = 1.0
-# Expired idempotency keys: deleted in batches of this size, this many batches a round at
-# most, so a backlog never makes one round long.
-_EXPIRY_BATCH = 1000
-_EXPIRY_BATCHES = 10
-
 Request = CommandRequest | StateRequest
-
-
-async def forget_expired_keys(
-    journal: JournalStore, batch: int = _EXPIRY_BATCH, batches: int = _EXPIRY_BATCHES
-) -> int:
-    """One round of the expired idempotency keys sweep: batches of ``batch`` until one
-    comes back short, ``batches`` at most; returns how many keys went."""
-    gone = 0
-    for _ in range(batches):
-        deleted = await journal.forget_expired_keys(batch)
-        gone += deleted
-        if deleted < batch:
-            break
-    return gone
+NewShard = Callable[[int, int], Shard]  # (shard, epoch) -> the shard, served here
 
 
 class Peers(Protocol):
@@ -91,37 +75,30 @@ class ShardHost:
         self,
         *,
         host_id: str,
-        settings: CosSettings,
-        journal: JournalStore,
+        new_shard: NewShard,
         leases: LeaseStore,
-        handler: WriteHandler,
         peers: Peers,
-        events: ShardEvents | None = None,
-        instruments: Instruments = NO_INSTRUMENTS,
+        cluster: ClusterSettings,
+        events: Sequence[ShardEvents] = (),
+        grace: float = 10.0,
+        command_timeout: float = 5.0,
     ) -> None:
         self.host_id = host_id
-        self._instruments = instruments
-        self._settings = settings
-        self._journal = journal
+        self._new_shard = new_shard
         self._leases = leases
-        self._handler = handler
         self._peers = peers
-        self._events = events
+        self._events = tuple(events)
+        self._num_shards = cluster.num_shards
+        self._forward_retry = cluster.forward_retry_seconds
+        self._grace = grace  # COS_SHUTDOWN_GRACE_SECONDS: in-flight commands of a leaving shard
+        self._command_timeout = command_timeout  # COS_COMMAND_HANDLER_TIMEOUT
         self._shards: dict[int, Shard] = {}
         self._routes: dict[int, Route] = {}
         self._coordinator: CoordinatorHandle | None = None
         self._routes_read = 0.0
-        self._sweeper: asyncio.Task[None] | None = None
-        self._key_sweeper: asyncio.Task[None] | None = None
         self.fenced_writes = 0
         # Set by the LeaseKeeper while the coordinator does not answer.
         self.coordinator_silent = False
-
-    def start(self) -> None:
-        """Start the sweeps that drop idle entities from memory and expired idempotency
-        keys from the journal."""
-        self._sweeper = asyncio.create_task(self._passivate_forever())
-        self._key_sweeper = asyncio.create_task(self._forget_expired_keys_forever())
 
     # -- ownership (called by the coordinator) ---------------------------------------
 
@@ -145,34 +122,22 @@ class ShardHost:
         return sorted(epochs)
 
     async def _serve(self, epochs: Mapping[int, int]) -> None:
-        # COS_ENTITY_CACHE_SIZE is the node's: each shard gets its part.
-        per_shard = max(1, self._settings.entity_cache_size // self._settings.num_shards)
         started = []
         for number, epoch in epochs.items():
-            shard = Shard(
-                number,
-                epoch,
-                self._journal,
-                self._handler,
-                self._settings,
-                per_shard,
-                self._instruments,
-            )
-            self._shards[number] = shard
+            shard = self._shards[number] = self._new_shard(number, epoch)
             started.append(shard)
-        if self._events is not None and started:
-            await self._events.shards_started(started)
+        for events in self._events if started else ():
+            await events.shards_started(started)
 
     async def release(self, shards: Sequence[int]) -> None:
         """Hand shards over: refuse new commands, let in-flight ones finish, stop runners."""
         leaving = [self._shards.pop(s) for s in shards if s in self._shards]
-        grace = self._settings.shutdown_grace_seconds
-        drained = await asyncio.gather(*(shard.close(grace) for shard in leaving))
+        drained = await asyncio.gather(*(shard.close(self._grace) for shard in leaving))
         for shard, done in zip(leaving, drained, strict=True):
             if not done:
                 log.warning("shard %s handed over with commands still in flight", shard.number)
-        if self._events is not None and leaving:
-            await self._events.shards_stopped([s.number for s in leaving])
+        for events in self._events if leaving else ():
+            await events.shards_stopped([s.number for s in leaving])
 
     def owner_of(self, shard: int) -> str | None:
         """The host serving ``shard`` as this host knows it (itself, or the route's)."""
@@ -213,7 +178,7 @@ class ShardHost:
         return await self._route(request)
 
     async def _route(self, request: Request) -> EntityState:
-        number = shard_of(request.entity_id, self._settings.num_shards)
+        number = shard_of(request.entity_id, self._num_shards)
         give_up: float | None = None
         fenced: FencedError | None = None
         while True:
@@ -248,7 +213,7 @@ class ShardHost:
     def _retry_until(self, request: Request) -> float:
         # While a shard moves (a hand-over, or a lost node's failover) the command is
         # retried until the new owner answers, within the caller's own deadline.
-        give_up = time.monotonic() + self._settings.forward_retry_seconds
+        give_up = time.monotonic() + self._forward_retry
         if request.deadline is not None:
             give_up = min(give_up, request.deadline - _RETRY_PAUSE)
         return give_up
@@ -266,7 +231,7 @@ class ShardHost:
     def _hop_timeout(self, deadline: float | None) -> float:
         # The owner may queue the command behind others of its entity, then run its
         # handler calls; the caller's deadline, when it set one, caps it all.
-        longest = self._settings.command_handler_timeout * 4 + 5.0
+        longest = self._command_timeout * 4 + 5.0
         if deadline is None:
             return longest
         return max(0.01, min(longest, deadline - time.monotonic()))
@@ -289,35 +254,10 @@ class ShardHost:
         except Exception as exc:
             raise UnavailableError(f"the coordinator did not answer: {exc!r}") from exc
 
-    async def _passivate_forever(self) -> None:
-        idle = self._settings.passivation_idle_seconds
-        while True:
-            await asyncio.sleep(min(idle / 2, 30.0))
-            try:
-                dropped = sum(shard.passivate(idle) for shard in self._shards.values())
-                if dropped:
-                    log.debug("passivated %d idle entities", dropped)
-            except Exception:
-                log.exception("passivation sweep failed")
-
-    async def _forget_expired_keys_forever(self) -> None:
-        # Off the command path: a lookup ignores an expired key by itself, and a new use
-        # of the key replaces its row, so this only keeps the table small. Every node
-        # sweeps; SKIP LOCKED keeps them from waiting on each other.
-        pause = min(self._settings.idempotency_window_seconds / 2, 60.0)
-        while True:
-            await asyncio.sleep(pause)
-            try:
-                await forget_expired_keys(self._journal)
-            except Exception:
-                log.exception("expired idempotency keys sweep failed")
+    def served(self) -> list[Shard]:
+        """The shards served here now."""
+        return list(self._shards.values())
 
     async def close(self) -> None:
-        """Stop the sweeps and forget the shards (the node has stopped taking calls)."""
-        for task in (self._sweeper, self._key_sweeper):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._sweeper = self._key_sweeper = None
+        """Forget the shards (the node has stopped taking calls)."""
         self._shards.clear()

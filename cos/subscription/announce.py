@@ -4,21 +4,16 @@ through a ``NOTIFY`` sent after the commit, off the command path."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from cos.background import Background
+from cos.storage import JournalStore
 from cos.subscription.hub import SubscriptionHub
 
 log = logging.getLogger(__name__)
-
-
-class Announcing(Protocol):
-    """Sends the notification (:meth:`cos.postgres.PostgresJournalStore.announce`)."""
-
-    async def announce(self, shards: Sequence[int]) -> None: ...
 
 
 class CommitSource(Protocol):
@@ -26,15 +21,7 @@ class CommitSource(Protocol):
 
     number: int
 
-    def add_commit_listener(self, listener: Callable[[], None]) -> None: ...
-
-
-class ShardEventsLike(Protocol):
-    """What :class:`CommitWakeups` passes the shards on to (the read sides)."""
-
-    async def shards_started(self, shards: Sequence[CommitSource]) -> None: ...
-
-    async def shards_stopped(self, shards: Sequence[int]) -> None: ...
+    def add_commit_listener(self, listener: Callable[[object], None]) -> None: ...
 
 
 class CommitAnnouncer:
@@ -42,18 +29,20 @@ class CommitAnnouncer:
     one statement at a time, so commits made meanwhile share the next. A commit only adds
     to a set: the command never waits for the notification."""
 
-    def __init__(self, journal: Announcing) -> None:
+    def __init__(self, journal: JournalStore) -> None:
         self._journal = journal
         self._shards: set[int] = set()
         self._marked = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background()
 
     def committed(self, shard: int) -> None:
+        """Mark ``shard``: it has new committed events."""
         self._shards.add(shard)
         self._marked.set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        """Start sending."""
+        self._background.start(self._run())
 
     async def _run(self) -> None:
         while True:
@@ -66,32 +55,26 @@ class CommitAnnouncer:
                 log.warning("subscriptions: commits of shards %s not announced: %r", shards, exc)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop sending."""
+        await self._background.stop()
 
 
 class CommitWakeups:
-    """The host's :class:`cos.sharding.host.ShardEvents`: passes shard starts and stops on
-    to ``inner`` (the read sides), and on each commit of a shard served here wakes the
-    hub's feed of it and marks it for the announcer."""
+    """Told of the shards served here (a :class:`cos.sharding.host.ShardEvents`): on each
+    commit of one, it wakes the hub's feed of it and marks it for the announcer."""
 
-    def __init__(
-        self, inner: ShardEventsLike, hub: SubscriptionHub, announcer: CommitAnnouncer
-    ) -> None:
-        self._inner = inner
+    def __init__(self, hub: SubscriptionHub, announcer: CommitAnnouncer) -> None:
         self._hub = hub
         self._announcer = announcer
 
     async def shards_started(self, shards: Sequence[CommitSource]) -> None:
+        """Listen to the commits of ``shards``."""
         for shard in shards:
             shard.add_commit_listener(functools.partial(self._committed, shard.number))
-        await self._inner.shards_started(shards)
 
-    def _committed(self, shard: int) -> None:
+    def _committed(self, shard: int, _commit: object) -> None:
         self._hub.wake(shard)
         self._announcer.committed(shard)
 
     async def shards_stopped(self, shards: Sequence[int]) -> None:
-        await self._inner.shards_stopped(shards)
+        """Nothing to do: a shard that left stops committing here."""

@@ -15,10 +15,10 @@ queue, joins again and catches up from the journal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 
+from cos.background import Background
 from cos.errors import UnavailableError
 from cos.storage import JournalReader, StoredEvent
 from cos.subscription.start import Subscription
@@ -69,11 +69,11 @@ class _ShardFeed:
         self._journal = journal
         self._wake = asyncio.Event()
         self._position = 0
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background()
         self.ready = asyncio.get_running_loop().create_future()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._background.start(self._run())
 
     def wake(self) -> None:
         self._wake.set()
@@ -111,14 +111,10 @@ class _ShardFeed:
                 return
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._background.cancel()
 
     async def stopped(self) -> None:
-        self.stop()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._background.stop()
 
 
 class SubscriptionHub:
@@ -139,11 +135,11 @@ class SubscriptionHub:
         self._feeds: dict[int, _ShardFeed] = {}
         self._subscribers: set[_Subscriber] = set()
         self.overflows = 0  # how many times a full queue sent a stream back to the journal
-        self._poller: asyncio.Task[None] | None = None
+        self._background = Background()
 
     def start(self) -> None:
         """Start the safety poll."""
-        self._poller = asyncio.create_task(self._poll_forever())
+        self._background.start(self._poll_forever())
 
     async def _poll_forever(self) -> None:
         while True:
@@ -278,9 +274,6 @@ class SubscriptionHub:
         stop the poll and every feed."""
         for subscriber in self._subscribers:
             subscriber.close()
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+        await self._background.stop()
         feeds, self._feeds = list(self._feeds.values()), {}
         await asyncio.gather(*(feed.stopped() for feed in feeds))

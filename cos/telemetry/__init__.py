@@ -1,21 +1,32 @@
 """OpenTelemetry for the runtime: traces and metrics of the command path and the read
 sides, set up from the standard ``OTEL_*`` variables (``docs/observability.md``).
 
-- :mod:`cos.telemetry.config`: what the ``OTEL_*`` variables ask for (no SDK).
-- :mod:`cos.telemetry.instruments`: the tracer, metric instruments and propagator one
-  node records with (the OpenTelemetry API only; what the command path imports).
-- :mod:`cos.telemetry.command_path`: the interceptor and the write handler wrapper.
-- :mod:`cos.telemetry.setup`: the SDK, exporters and the Prometheus endpoint of a node.
+The core knows nothing of it: the runtime asks :class:`Wrappers` for what to put around
+each part it builds (an interceptor for the calls a node answers, wrappers for the calls
+it makes and for the journal writes), and gets each part back unchanged when telemetry
+is off.
+
+- ``config``: what the ``OTEL_*`` and ``COS_METRICS_*`` variables ask for (no SDK).
+- ``instruments``, ``metrics``: the tracer, metric instruments and propagator one node
+  records with (the OpenTelemetry API only).
+- ``inbound``, ``outbound``, ``journal``, ``lag``: the interceptor, the wrappers, the
+  commit listener and the lag sampler; ``wrappers``: the one place that chooses them.
+- ``setup``, ``offload``: the SDK, exporters, the Prometheus endpoint, and the process
+  that encodes and exports spans.
 """
 
-from cos.telemetry.config import TelemetryConfig, TelemetryConfigError
-from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments, LagSample, Metrics
+from cos.telemetry.config import TelemetryConfig, TelemetryConfigError, TelemetrySettings
+from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
+from cos.telemetry.setup import MetricsEndpoint, Telemetry
+from cos.telemetry.wrappers import Wrappers
 
 __all__ = [
     "NO_INSTRUMENTS",
     "Instruments",
-    "LagSample",
-    "Metrics",
+    "MetricsEndpoint",
+    "Telemetry",
     "TelemetryConfig",
     "TelemetryConfigError",
+    "TelemetrySettings",
+    "Wrappers",
 ]

@@ -10,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pydantic import Field
+
+from cos.config import Part
+
 PROTOCOLS = ("grpc", "http/protobuf")
 PROPAGATORS = ("tracecontext", "baggage", "b3", "b3multi", "none")
 SAMPLERS = (
@@ -121,3 +125,22 @@ def _ratio(value: str) -> None:
         raise TelemetryConfigError(
             f"OTEL_TRACES_SAMPLER_ARG: must be a ratio from 0 to 1 (got {value!r})"
         )
+
+
+class TelemetrySettings(Part):
+    """Telemetry: the ``OTEL_*`` environment (traces and metrics over OTLP), and the
+    Prometheus endpoint (``COS_METRICS_*``)."""
+
+    env_prefix = "COS_METRICS_"
+
+    port: int | None = Field(
+        None,
+        gt=0,
+        lt=65536,
+        description="port of the Prometheus metrics endpoint (/metrics); off when unset",
+    )
+    address: str | None = Field(
+        None, description="address the metrics endpoint binds (default: COS_ADDRESS)"
+    )
+    # Read by cos.settings from the standard OTEL_* variables.
+    otel: TelemetryConfig = Field(TelemetryConfig(), exclude=True)

@@ -1,18 +1,16 @@
 """The instruments of a node: its tracer, its metric instruments and the propagator.
 
-Everything here uses the OpenTelemetry API only. A part of the command path that
-records something takes an :class:`Instruments` (or ``None``) through its constructor
-and checks ``tracer``/``metrics`` before doing any work, so with telemetry off the
-command path pays one attribute test.
+Everything here uses the OpenTelemetry API only. The interceptor and the wrappers of this
+package take an :class:`Instruments`; the runtime puts them in only when telemetry is on,
+so with telemetry off the command path pays nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.propagators.textmap import Getter, Setter, TextMapPropagator
 from opentelemetry.trace import (
     Span,
@@ -27,133 +25,16 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
+from cos.telemetry.metrics import Metrics
+
 Metadata = Sequence[tuple[str, str | bytes]]
 
-# Histogram buckets: milliseconds for latencies, counts for batch sizes.
-_MS_BUCKETS = (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
-_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
-
-@dataclass(frozen=True)
-class LagSample:
-    """How far one read side is behind in one shard this node serves."""
-
-    read_side_id: str
-    shard: int
-    events: int
-    seconds: float
-
-
-class Metrics:
-    """The runtime's metric instruments (``docs/observability.md`` lists each)."""
-
-    def __init__(self, meter: Meter) -> None:
-        self.server_duration = meter.create_histogram(
-            "rpc.server.duration",
-            unit="ms",
-            description="time to answer a ProcessCommand or GetState call",
-            explicit_bucket_boundaries_advisory=_MS_BUCKETS,
-        )
-        self.client_duration = meter.create_histogram(
-            "rpc.client.duration",
-            unit="ms",
-            description="time of a call to a write or read handler, by RPC",
-            explicit_bucket_boundaries_advisory=_MS_BUCKETS,
-        )
-        self.commands = meter.create_counter(
-            "cos.commands",
-            unit="{command}",
-            description="commands answered to clients, by outcome and gRPC status code",
-        )
-        self.forwarded = meter.create_counter(
-            "cos.commands.forwarded",
-            unit="{command}",
-            description="commands and state reads sent on to the host owning the shard",
-        )
-        self.batch_size = meter.create_histogram(
-            "cos.journal.batch.size",
-            unit="{command}",
-            description="commands committed together in one journal transaction",
-            explicit_bucket_boundaries_advisory=_BATCH_BUCKETS,
-        )
-        self.flush_duration = meter.create_histogram(
-            "cos.journal.flush.duration",
-            unit="ms",
-            description="time of one journal transaction (group commit)",
-            explicit_bucket_boundaries_advisory=_MS_BUCKETS,
-        )
-        self.delivered = meter.create_counter(
-            "cos.readside.events.delivered",
-            unit="{event}",
-            description="events a read handler accepted",
-        )
-        self.failed = meter.create_counter(
-            "cos.readside.events.failed",
-            unit="{event}",
-            description="failed deliveries to a read handler (each attempt)",
-        )
-        self._meter = meter
-
-    def observe_node(
-        self,
-        *,
-        fenced_writes: Callable[[], int],
-        entities: Callable[[], int],
-        shards: Callable[[], int],
-    ) -> None:
-        """Instruments read from the node when metrics are collected."""
-        self._meter.create_observable_counter(
-            "cos.journal.fenced_writes",
-            [_single(fenced_writes)],
-            unit="{write}",
-            description="journal writes refused because another host had taken the shard",
-        )
-        self._meter.create_observable_gauge(
-            "cos.entities.cached",
-            [_single(entities)],
-            unit="{entity}",
-            description="entities held in memory by this host",
-        )
-        self._meter.create_observable_gauge(
-            "cos.shards.owned",
-            [_single(shards)],
-            unit="{shard}",
-            description="shards this host serves",
-        )
-
-    def observe_lag(self, samples: Callable[[], Iterable[LagSample]]) -> None:
-        """Read-side lag per (read side, shard) of the shards this node serves."""
-
-        def events(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(s.events, _lag_labels(s)) for s in samples()]
-
-        def seconds(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(s.seconds, _lag_labels(s)) for s in samples()]
-
-        self._meter.create_observable_gauge(
-            "cos.readside.lag.events",
-            [events],
-            unit="{event}",
-            description="events committed in the shard and not yet delivered to the read side",
-        )
-        self._meter.create_observable_gauge(
-            "cos.readside.lag.seconds",
-            [seconds],
-            unit="s",
-            description="age of the oldest event not yet delivered to the read side (0 when"
-            " caught up)",
-        )
-
-
-def _lag_labels(sample: LagSample) -> dict[str, str | int]:
-    return {"cos.read_side_id": sample.read_side_id, "cos.shard": sample.shard}
-
-
-def _single(read: Callable[[], int]) -> Callable[[CallbackOptions], Iterable[Observation]]:
-    def callback(options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(read())]
-
-    return callback
+def rpc_attributes(
+    service: str, method: str, more: Mapping[str, AttributeValue] | None = None
+) -> dict[str, AttributeValue]:
+    """The OpenTelemetry ``rpc.*`` attributes of a gRPC call, and ``more``."""
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method, **(more or {})}
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,13 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import format_span_id, format_trace_id, get_current_span
 from prometheus_client import CollectorRegistry, start_http_server
 
 from cos.errors import StartupError
 from cos.telemetry.config import TelemetryConfig
-from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments, Metrics
+from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
+from cos.telemetry.metrics import Metrics
 from cos.telemetry.offload import PipeSpanExporter
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ class Telemetry:
         if not (config.traces or config.metrics or scrape):
             return cls()
         _apply(config)
+        if config.traces:
+            add_trace_ids_to_logs()
         resource = _resource(config, service_name, instance)
         propagator = _propagator(config.propagators)
         tracer_provider = _tracer_provider(config, resource) if config.traces else None
@@ -176,3 +180,23 @@ def _metric_readers(
                 " COS_METRICS_PORT)"
             ) from None
     return readers, server
+
+
+class _TraceIds(logging.Filter):
+    """Gives a record written inside a traced operation the ids that find its trace (the
+    JSON log style shows them as ``trace_id`` and ``span_id``). The filter runs in the
+    logging call, in the caller's context."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = format_trace_id(context.trace_id)
+            record.span_id = format_span_id(context.span_id)
+        return True
+
+
+def add_trace_ids_to_logs() -> None:
+    """Give every record written inside a traced operation its trace and span ids."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _TraceIds) for f in handler.filters):
+            handler.addFilter(_TraceIds())

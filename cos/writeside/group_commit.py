@@ -1,19 +1,21 @@
-"""Group commit: one transaction for the appends of many entities of a shard."""
+"""Group commit: one transaction for the appends of many entities of a shard.
+
+A shard hands each command's events to its :class:`JournalWriter` and replies only once
+``write`` returns: durability before the reply. The writer behind it is a
+:class:`GroupCommitWriter`, which the runtime may wrap (telemetry observes each write).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from typing import Protocol
 
 from cos.errors import ConflictError, CosError, JournalRejectedError, JournalUnavailableError
 from cos.storage import EntityAppend, JournalStore
-from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments, traceparent
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,41 @@ class Committed:
     batch_size: int
 
 
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """One committed transaction of a shard: how many writes it carried and how long it
+    took, in seconds."""
+
+    shard: int
+    batch_size: int
+    seconds: float
+
+
+CommitListener = Callable[[Flush], None]
+
+
+class JournalWriter(Protocol):
+    """What a shard writes its commands' events through."""
+
+    @property
+    def shard(self) -> int:
+        """The shard written."""
+        ...
+
+    @property
+    def epoch(self) -> int:
+        """The lease epoch every write is fenced with."""
+        ...
+
+    def add_listener(self, listener: CommitListener) -> None:
+        """Call ``listener`` after every committed transaction."""
+        ...
+
+    async def write(self, item: EntityAppend) -> Committed:
+        """Return once ``item`` is committed; raise if its transaction failed."""
+        ...
+
+
 _Waiting = tuple[EntityAppend, "asyncio.Future[Committed]"]
 
 
@@ -36,59 +73,21 @@ class GroupCommitWriter:
     together in the next transaction, so throughput grows with concurrency instead
     of paying one commit per command."""
 
-    def __init__(
-        self,
-        store: JournalStore,
-        shard: int,
-        epoch: int,
-        max_batch: int,
-        instruments: Instruments = NO_INSTRUMENTS,
-    ) -> None:
+    def __init__(self, store: JournalStore, shard: int, epoch: int, max_batch: int) -> None:
         self._store = store
-        self._instruments = instruments
-        self._shard = shard
+        self.shard = shard
         self.epoch = epoch
         self._max_batch = max_batch
         self._pending: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[CommitListener] = []
 
-    def add_listener(self, listener: Callable[[], None]) -> None:
+    def add_listener(self, listener: CommitListener) -> None:
         """Call ``listener`` after every committed flush (read sides wake on it)."""
         self._listeners.append(listener)
 
     async def write(self, item: EntityAppend) -> Committed:
         """Return once ``item`` is committed; raise if its transaction failed."""
-        instruments = self._instruments
-        if instruments.tracer is None:
-            return await self._write(item)
-        # A span per command (in the command's trace) rather than per transaction: each
-        # trace shows its own wait for the commit, and the batch it shared is an attribute.
-        span = instruments.child(
-            "cos.journal.append", SpanKind.INTERNAL, {"cos.shard": self._shard}
-        )
-        if span is None:  # the command is not sampled: nothing to link to
-            return await self._write(item)
-        try:
-            # The events keep their command's context, for read-side deliveries to link to.
-            committed = await self._write(
-                dataclasses.replace(item, trace_context=traceparent(span))
-            )
-            span.set_attributes(
-                {
-                    "cos.journal.batch_size": committed.batch_size,
-                    "cos.journal.position.first": committed.first,
-                    "cos.journal.position.last": committed.last,
-                }
-            )
-            return committed
-        except BaseException as exc:
-            span.set_status(Status(StatusCode.ERROR, str(exc)))
-            raise
-        finally:
-            span.end()
-
-    async def _write(self, item: EntityAppend) -> Committed:
         future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._flusher is None:
@@ -107,7 +106,7 @@ class GroupCommitWriter:
     async def _flush(self, batch: list[_Waiting]) -> None:
         started = time.perf_counter()
         try:
-            last = await self._store.append(self._shard, self.epoch, [item for item, _ in batch])
+            last = await self._store.append(self.shard, self.epoch, [item for item, _ in batch])
         except (ConflictError, JournalRejectedError) as exc:
             if len(batch) == 1:
                 _settle(batch, exc)
@@ -121,16 +120,13 @@ class GroupCommitWriter:
         except CosError as exc:
             _settle(batch, exc)
         except Exception as exc:
-            log.exception("journal append failed for shard %s", self._shard)
+            log.exception("journal append failed for shard %s", self.shard)
             _settle(batch, JournalUnavailableError(f"journal write failed: {exc}"))
         else:
-            metrics = self._instruments.metrics
-            if metrics is not None:
-                metrics.flush_duration.record((time.perf_counter() - started) * 1000)
-                metrics.batch_size.record(len(batch))
             _commit(batch, last)
+            flush = Flush(self.shard, len(batch), time.perf_counter() - started)
             for listener in self._listeners:
-                listener()
+                listener(flush)
 
 
 def _commit(batch: list[_Waiting], last: int) -> None:

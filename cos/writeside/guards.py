@@ -7,26 +7,31 @@ A command may carry two request headers:
   does not run again; the same key with another command is refused.
 - ``x-cos-expected-revision``: the command runs only if the entity is at that revision.
 
-The shard checks both in the entity's mailbox, key first, so they are serial with the
-entity's other commands. Nothing here does I/O.
+The shard runs a command with guards through :class:`Guarded`, in the entity's mailbox,
+key first, so they are serial with the entity's other commands. The rules themselves are
+pure functions. The key is written in the transaction of the command's events, and the
+journal refuses a key another writer recorded meanwhile (``ConflictError``): then the
+recorded reply is the answer, if it was this command.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from google.protobuf import any_pb2
 
 from chief_of_state.v1 import persistence_pb2
 from cos.errors import (
+    ConflictError,
     CosError,
     IdempotencyKeyReusedError,
     InvalidRequestError,
     RevisionMismatchError,
     shorten,
 )
-from cos.storage import IdempotencyRecord
+from cos.storage import IdempotencyRecord, JournalStore
 from cos.writeside.entity import EntityState, Metadata, initial_state, state_from_event
 
 IDEMPOTENCY_KEY = "x-cos-idempotency-key"
@@ -159,3 +164,55 @@ def original_reply(
             f" for {IDEMPOTENCY_KEY} {shorten(record.key)}, is not in the journal"
         )
     return state_from_event(persistence_pb2.EventWrapper.FromString(event))
+
+
+# Runs the command on the state given, with its key's record when it has a key.
+Apply = Callable[[EntityState, "KeyUse | None"], Awaitable[EntityState]]
+
+
+class Guarded:
+    """Runs a command under its guards: a retry under a key already applied gets the
+    original reply without running; a command not at its expected revision does not run."""
+
+    def __init__(self, journal: JournalStore) -> None:
+        self._journal = journal
+
+    async def run(
+        self,
+        entity_id: str,
+        current: EntityState,
+        guards: Guards,
+        *,
+        apply: Apply,
+        reload: Callable[[], Awaitable[EntityState]],
+    ) -> EntityState:
+        """The command's reply: ``apply`` run on ``current``, or the original reply of the
+        command its key records (``reload`` gives the entity's state after a conflict)."""
+        key = guards.key
+        if key is not None:
+            found = await self._journal.find_idempotency(entity_id, key.key)
+            if found is not None:
+                return await self._replay(entity_id, current, found, key)
+        if guards.expected_revision is not None:
+            check_expected_revision(entity_id, current.revision, guards.expected_revision)
+        try:
+            return await apply(current, key)
+        except ConflictError:
+            if key is None:
+                raise
+            # The key was recorded meanwhile by another writer of the entity (a zombie
+            # owner, a race across a hand-over): its reply is the answer, if it was ours.
+            found = await self._journal.find_idempotency(entity_id, key.key)
+            if found is None:
+                raise
+            return await self._replay(entity_id, await reload(), found, key)
+
+    async def _replay(
+        self, entity_id: str, current: EntityState, found: IdempotencyRecord, key: KeyUse
+    ) -> EntityState:
+        """The original reply of the command ``found`` records; the handler is not called."""
+        check_same_command(entity_id, found, key)
+        event = None
+        if needs_event(found, current):
+            event = await self._journal.event_at(entity_id, found.revision)
+        return original_reply(entity_id, found, current, event)

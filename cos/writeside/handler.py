@@ -11,10 +11,10 @@ from typing import Protocol, TypeVar, cast
 import grpc
 
 from chief_of_state.v1 import writeside_pb2, writeside_pb2_grpc
-from cos.breaker import Breaker, BreakerSettings
-from cos.settings import CosSettings
+from cos.breaker import NO_BREAKER, Breaker, BreakerSettings
 from cos.status import call_error
-from cos.transport import not_connected, open_channel
+from cos.transport import DEFAULT_GRPC, GrpcSettings, not_connected, open_channel
+from cos.writeside.settings import HandlerSettings
 
 Metadata = Sequence[tuple[str, str | bytes]]
 Reply = TypeVar("Reply", writeside_pb2.HandleCommandResponse, writeside_pb2.HandleEventResponse)
@@ -49,21 +49,19 @@ class WriteHandler(Protocol):
 class WriteHandlerClient:
     """Calls ``HandleCommand`` / ``HandleEvent`` with the configured deadline, TLS and headers."""
 
-    def __init__(self, settings: CosSettings) -> None:
-        self._target = f"{settings.write_side_host}:{settings.write_side_port}"
-        self._call_timeout = settings.grpc_calls_timeout / 1000
-        self._tls = settings.write_side_use_tls
-        self._ca_file = settings.write_side_tls_ca_file
-        self._channels = settings.channels
-        self._breaker = Breaker(
-            BreakerSettings(
-                settings.write_side_breaker_enabled,
-                settings.write_side_breaker_max_failures,
-                settings.write_side_breaker_call_timeout,
-                settings.write_side_breaker_reset_timeout,
-            ),
-            f"write handler at {self._target}",
-        )
+    def __init__(
+        self,
+        settings: HandlerSettings,
+        *,
+        grpc_settings: GrpcSettings = DEFAULT_GRPC,
+        breaker: BreakerSettings = NO_BREAKER,
+    ) -> None:
+        self._target = settings.target
+        self._call_timeout = grpc_settings.call_timeout_ms / 1000
+        self._tls = settings.use_tls
+        self._ca_file = settings.tls_ca_file
+        self._grpc = grpc_settings
+        self._breaker = Breaker(breaker, f"write handler at {self._target}")
         self._channel: grpc.aio.Channel | None = None
         self._stub: writeside_pb2_grpc.WriteSideHandlerServiceStub | None = None
 
@@ -71,7 +69,7 @@ class WriteHandlerClient:
         # Created lazily so the channel binds to the event loop that uses it.
         roots = Path(self._ca_file).read_bytes() if self._tls and self._ca_file else None
         self._channel = open_channel(
-            self._target, tls=self._tls, root_certificates=roots, settings=self._channels
+            self._target, tls=self._tls, root_certificates=roots, settings=self._grpc
         )
         self._stub = writeside_pb2_grpc.WriteSideHandlerServiceStub(self._channel)
         return self._stub

@@ -1,4 +1,10 @@
-"""A shard: its entities' mailboxes and cache, the write handler calls and the journal writer."""
+"""A shard: its entities' mailboxes and cache, the write handler calls and the journal writer.
+
+Per-entity order lives here. Each entity has a mailbox, an ``asyncio.Lock`` whose waiters
+are served first in, first out: the commands of one entity run one at a time, in the order
+they arrived, each on the state the one before produced, while other entities run
+concurrently. A command's reply waits for its journal write (durability before reply).
+"""
 
 from __future__ import annotations
 
@@ -13,30 +19,44 @@ from datetime import datetime, timezone
 
 from google.protobuf import any_pb2
 
-from chief_of_state.v1 import writeside_pb2
-from cos.errors import ConflictError, DeadlineExceededError, ShardNotOwnedError, shorten
-from cos.settings import CosSettings
-from cos.storage import IdempotencyRecord, JournalStore
-from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
+from chief_of_state.v1 import persistence_pb2, writeside_pb2
+from cos.errors import DeadlineExceededError, ShardNotOwnedError, shorten
+from cos.storage import JournalStore
 from cos.writeside import entity as logic
 from cos.writeside.commands import CommandRequest
 from cos.writeside.entity import EntityState, Metadata
-from cos.writeside.group_commit import GroupCommitWriter
-from cos.writeside.guards import (
-    NO_GUARDS,
-    Guards,
-    KeyUse,
-    check_expected_revision,
-    check_same_command,
-    guards_of,
-    needs_event,
-    original_reply,
-)
+from cos.writeside.group_commit import CommitListener, GroupCommitWriter, JournalWriter
+from cos.writeside.guards import NO_GUARDS, Guarded, Guards, KeyUse, guards_of
 from cos.writeside.handler import HandlerCall, WriteHandler
 from cos.writeside.limits import check_event, check_record_size
+from cos.writeside.settings import ShardSettings
 
 # The W3C trace context always reaches the handler, whatever is configured.
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
+
+
+@dataclass(frozen=True)
+class ShardParts:
+    """What every shard of a node shares, and how a new one is made."""
+
+    journal: JournalStore
+    handler: WriteHandler
+    settings: ShardSettings
+    cache_size: int  # entities in memory per shard
+    max_message: int  # COS_MAX_MESSAGE_BYTES: an event with its state must fit
+    # Request headers sent on to the handler besides the trace context.
+    propagated: tuple[str, ...] = ()
+    # Wraps each shard's journal writer (telemetry observes the writes through it).
+    wrap_writer: Callable[[JournalWriter], JournalWriter] | None = None
+
+    def new_shard(self, number: int, epoch: int) -> Shard:
+        """Shard ``number``, writing with lease ``epoch``."""
+        writer: JournalWriter = GroupCommitWriter(
+            self.journal, number, epoch, self.settings.journal_max_batch
+        )
+        if self.wrap_writer is not None:
+            writer = self.wrap_writer(writer)
+        return Shard(number, writer, self)
 
 
 @dataclass
@@ -53,42 +73,27 @@ class _Entity:
 class Shard:
     """Serves the entities of one shard: serial per entity, concurrent across entities."""
 
-    def __init__(
-        self,
-        number: int,
-        epoch: int,
-        store: JournalStore,
-        handler: WriteHandler,
-        settings: CosSettings,
-        cache_size: int,
-        instruments: Instruments = NO_INSTRUMENTS,
-    ) -> None:
+    def __init__(self, number: int, writer: JournalWriter, parts: ShardParts) -> None:
         self.number = number
-        self._store = store
-        self._handler = handler
-        self._settings = settings
-        self._cache_size = cache_size
+        self._writer = writer
+        self._store = parts.journal
+        self._handler = parts.handler
+        self._settings = parts.settings
+        self._cache_size = parts.cache_size
+        self._max_message = parts.max_message
+        self._propagated = (*parts.propagated, *TRACE_HEADERS)
+        self._guarded = Guarded(parts.journal)
         self._entities: OrderedDict[str, _Entity] = OrderedDict()
-        self._writer = GroupCommitWriter(
-            store, number, epoch, settings.journal_max_batch, instruments
-        )
-        # (and the configured propagators' headers, such as b3, when tracing is on)
-        self._propagated = (
-            *settings.write_side_propagated_headers,
-            *TRACE_HEADERS,
-            *sorted(instruments.headers),
-        )
         self._closed = False
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._snapshot_every = None if settings.disable_snapshot else settings.snapshot_frequency
 
     @property
     def epoch(self) -> int:
         return self._writer.epoch
 
-    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+    def add_commit_listener(self, listener: CommitListener) -> None:
         """Call ``listener`` after each commit of this shard's journal."""
         self._writer.add_listener(listener)
 
@@ -128,43 +133,17 @@ class Shard:
                 current = await self._load(entity)
                 if guards is NO_GUARDS:
                     return await self._apply(entity, current, request.command, request.metadata)
-                return await self._guarded(entity, current, request, guards)
+                return await self._guarded.run(
+                    entity.entity_id,
+                    current,
+                    guards,
+                    apply=lambda state, key: self._apply(
+                        entity, state, request.command, request.metadata, key
+                    ),
+                    reload=lambda: self._load(entity),
+                )
         finally:
             self._release(entity)
-
-    # -- guards: idempotency key, then expected revision (cos/writeside/guards.py) ---------
-
-    async def _guarded(
-        self, entity: _Entity, current: EntityState, request: CommandRequest, guards: Guards
-    ) -> EntityState:
-        key = guards.key
-        if key is not None:
-            found = await self._store.find_idempotency(entity.entity_id, key.key)
-            if found is not None:
-                return await self._replay(entity, current, found, key)
-        if guards.expected_revision is not None:
-            check_expected_revision(entity.entity_id, current.revision, guards.expected_revision)
-        try:
-            return await self._apply(entity, current, request.command, request.metadata, key)
-        except ConflictError:
-            if key is None:
-                raise
-            # The key was recorded meanwhile by another writer of the entity (a zombie
-            # owner, a race across a hand-over): its reply is the answer, if it was ours.
-            found = await self._store.find_idempotency(entity.entity_id, key.key)
-            if found is None:
-                raise
-            return await self._replay(entity, await self._load(entity), found, key)
-
-    async def _replay(
-        self, entity: _Entity, current: EntityState, found: IdempotencyRecord, key: KeyUse
-    ) -> EntityState:
-        """The original reply of the command ``found`` records; the handler is not called."""
-        check_same_command(entity.entity_id, found, key)
-        event = None
-        if needs_event(found, current):
-            event = await self._store.event_at(entity.entity_id, found.revision)
-        return original_reply(entity.entity_id, found, current, event)
 
     async def _apply(
         self,
@@ -174,6 +153,8 @@ class Shard:
         metadata: Metadata,
         key: KeyUse | None = None,
     ) -> EntityState:
+        """Run the command's handler calls and journal what they produced, with the record
+        of its idempotency ``key`` when it has one."""
         # COS_COMMAND_HANDLER_TIMEOUT is the handler time of the whole command.
         call = HandlerCall(
             logic.select_headers(metadata, self._propagated),
@@ -192,12 +173,36 @@ class Shard:
                     self.number, self.epoch, entity.entity_id, key.at(current.revision)
                 )
             return current
+        wrappers = await self._handle_events(entity, current, events, metadata, call)
+        append = logic.build_append(
+            entity.entity_id, current.revision, wrappers, self._settings.snapshot_every
+        )
+        if key is not None:  # committed with the events, in their transaction
+            revision = int(wrappers[-1].meta.revision_number)
+            append = dataclasses.replace(append, idempotency=key.at(revision))
+        try:
+            await self._writer.write(append)
+        except BaseException:
+            entity.current = None  # the commit may or may not have happened
+            raise
+        entity.current = logic.state_from_event(wrappers[-1])
+        return entity.current
+
+    async def _handle_events(
+        self,
+        entity: _Entity,
+        current: EntityState,
+        events: Sequence[any_pb2.Any],
+        metadata: Metadata,
+        call: HandlerCall,
+    ) -> list[persistence_pb2.EventWrapper]:
+        """Each event's resulting state from the handler, and its journal record."""
         for number, event in enumerate(events, start=1):
             check_event(event, number)
         settings = self._settings
-        if settings.write_side_proto_validation:
-            logic.check_types(events, settings.write_side_event_protos, "event")
-        headers = logic.to_headers(logic.select_headers(metadata, settings.write_persisted_headers))
+        if settings.proto_validation:
+            logic.check_types(events, settings.event_protos, "event")
+        headers = logic.to_headers(logic.select_headers(metadata, settings.persisted_headers))
         now = datetime.now(timezone.utc)
         state, wrappers = current.state, []
         for offset, event in enumerate(events, start=1):
@@ -208,24 +213,11 @@ class Shard:
             )
             state = logic.require_state(result, event)
             wrapper = logic.wrap_event(event, state, meta)
-            check_record_size(wrapper, settings.max_message_bytes)
+            check_record_size(wrapper, self._max_message)
             wrappers.append(wrapper)
-        if settings.write_side_proto_validation:
-            logic.check_types([state], settings.write_side_state_protos, "state")
-        append = logic.build_append(
-            entity.entity_id, current.revision, wrappers, self._snapshot_every
-        )
-        if key is not None:  # committed with the events, in their transaction
-            append = dataclasses.replace(
-                append, idempotency=key.at(int(wrappers[-1].meta.revision_number))
-            )
-        try:
-            await self._writer.write(append)
-        except BaseException:
-            entity.current = None  # the commit may or may not have happened
-            raise
-        entity.current = EntityState(state, wrappers[-1].meta)
-        return entity.current
+        if settings.proto_validation:
+            logic.check_types([state], settings.state_protos, "state")
+        return wrappers
 
     async def _load(self, entity: _Entity) -> EntityState:
         if entity.current is None:

@@ -16,20 +16,12 @@ import ray
 from ray.cluster_utils import Cluster
 
 from chief_of_state.v1 import service_pb2_grpc
-from cos.deploy import (
-    FAST_NODE_FAILURE,
-    HTTP_PORT_LABEL,
-    NAMESPACE,
-    PORT_LABEL,
-    Runtime,
-    alive_nodes,
-    start_host,
-    start_runtime,
-)
 from cos.postgres import DatabaseTarget
+from cos.runtime import FAST_NODE_FAILURE, Runtime, alive_nodes, start_host, start_runtime
 from cos.settings import CosSettings
+from cos.sharding.names import HTTP_PORT_LABEL, NAMESPACE, PORT_LABEL
 from tests.cluster.serving import RayNode
-from tests.support import ADMIN_TOKEN, free_port
+from tests.support import ADMIN_TOKEN, cos_settings, free_port
 
 
 @dataclass
@@ -158,7 +150,7 @@ async def cluster_cos(
             "admin_token": ADMIN_TOKEN,
         }
         values.update(overrides)
-        settings = CosSettings(**values)
+        settings = cos_settings(**values)
         runtime = await asyncio.to_thread(start_runtime, settings, database)
         running = ClusterRuntime(runtime, settings, database, {}, [])
         for host_id in runtime.hosts:

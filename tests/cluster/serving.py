@@ -16,7 +16,7 @@ import grpc
 import psutil
 
 from chief_of_state.v1 import service_pb2_grpc
-from cos.deploy import FAST_NODE_FAILURE
+from cos.runtime import FAST_NODE_FAILURE
 from tests.support import COS, Process, free_port
 
 RAY = str(Path(sys.executable).parent / "ray")

@@ -150,7 +150,7 @@ async def test_a_lost_node_is_replaced_within_the_bound_and_read_sides_go_on(
     took = await wait_for(replaced, 40, "the lost node's shards to be owned again")
     print(f"failover took {took:.1f} s")
     # Our own detection, plus Ray's when the coordinator lived on that node, plus slack.
-    bound = cos.settings.host_failure_timeout_seconds + 6 + 10
+    bound = cos.settings.cluster.host_failure_timeout_seconds + 6 + 10
     assert took < bound, f"failover took {took:.1f} s"
     await asyncio.sleep(2)
     await load.stop()
@@ -236,7 +236,7 @@ async def test_cos_shards_and_cos_cli_cluster_shards_print_the_table(
     host_ids = list(cos.stubs)
     await cos.stubs[host_ids[0]].ProcessCommand(request("shown", add=[1]))
     table = {o.shard: o for o in await cos.table()}
-    name = cos.settings.cluster_name
+    name = cos.settings.cluster.cluster_name
     printed = [
         await run_cli(
             "cli.main", "shards", "--address", nodes.cluster.address, "--cluster-name", name

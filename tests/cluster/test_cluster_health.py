@@ -52,7 +52,7 @@ async def test_cluster_health_shows_every_host_its_shards_and_a_recent_heartbeat
             assert int(count) == len(owned[host_id]) and at[:2] == ["s", "ago"]
             assert numbers == shard_ranges(owned[host_id])
             assert 0.0 <= float(age) < 5.0, (host_id, age)
-        assert sum(int(row[1]) for row in rows.values()) == cos.settings.num_shards
+        assert sum(int(row[1]) for row in rows.values()) == cos.settings.cluster.num_shards
         assert sum(int(row[3]) for row in rows.values()) == 1
 
     # A host that leaves hands its shards over and drops its heartbeat row.
@@ -60,4 +60,4 @@ async def test_cluster_health_shows_every_host_its_shards_and_a_recent_heartbeat
     await asyncio.to_thread(cos.runtime.leave, leaving)
     rows = await health(cos, host_ids[0])
     assert sorted(rows) == host_ids[:2]
-    assert sum(int(row[1]) for row in rows.values()) == cos.settings.num_shards
+    assert sum(int(row[1]) for row in rows.values()) == cos.settings.cluster.num_shards

@@ -15,10 +15,11 @@ import ray
 
 from chief_of_state.v1 import service_pb2_grpc
 from cos import postgres
-from cos.deploy import NAMESPACE, Runtime, start_runtime
 from cos.postgres import DatabaseTarget
+from cos.runtime import Runtime, start_runtime
 from cos.settings import CosSettings
-from tests.support import ADMIN_TOKEN, Serve, free_port
+from cos.sharding.names import NAMESPACE
+from tests.support import ADMIN_TOKEN, Serve, cos_settings, free_port
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def runtime_settings(write_handler: int, **overrides: Any) -> CosSettings:
         "admin_token": ADMIN_TOKEN,
     }
     values.update(overrides)
-    return CosSettings(**values)
+    return cos_settings(**values)
 
 
 @dataclass
@@ -84,7 +85,7 @@ async def start_cos(
     async def start(**overrides: Any) -> RunningRuntime:
         settings = runtime_settings(write_handler, **overrides)
         runtime = await asyncio.to_thread(start_runtime, settings, database)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.port}")
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.server.port}")
         running = RunningRuntime(
             runtime, settings, channel, service_pb2_grpc.ChiefOfStateServiceStub(channel)
         )

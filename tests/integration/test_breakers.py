@@ -67,5 +67,5 @@ async def test_without_the_breaker_failures_never_block_good_commands(
 
 @pytest.mark.parametrize("value", ["0", "-1s", "soon"])
 async def test_a_bad_duration_is_refused(start_cos: StartRuntime, value: str) -> None:
-    with pytest.raises(ValueError, match="write_side_breaker_reset_timeout"):
+    with pytest.raises(ValueError, match="COS_WRITE_SIDE_BREAKER_RESET_TIMEOUT"):
         await start_cos(write_side_breaker_reset_timeout=value)

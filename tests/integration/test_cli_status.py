@@ -74,7 +74,7 @@ async def test_a_paused_shard_falls_behind_in_events_and_seconds(
 ) -> None:
     reader = start_reader("rs-lag")
     cos = await start_with(start_cos, reader)
-    port = cos.settings.port
+    port = cos.settings.server.port
     await cos_cli(port, "readside", "pause", "--id", "rs-lag", "--shard-number", "0")
     for entity in entities_in(0, 3, "p"):
         await cos.stub.ProcessCommand(request(entity, add=[1]))
@@ -107,7 +107,7 @@ async def test_a_stopped_read_side_shows_its_last_error_and_when(
 ) -> None:
     reader = start_reader("rs-stop", FailurePolicy.STOP)
     cos = await start_with(start_cos, reader)
-    port = cos.settings.port
+    port = cos.settings.server.port
     (entity,) = entities_in(1, 1, "s")
     await cos.stub.ProcessCommand(request(entity, add=[1]))
     await cos.stub.ProcessCommand(request(entity, add=[1], poison=True))
@@ -156,7 +156,7 @@ async def test_cluster_health_shows_the_host_its_shards_and_its_heartbeat(
     (host_id,) = cos.runtime.hosts
     # A host of this runtime that has a heartbeat row but owns no shard (it is joining,
     # or it is gone), 42 s old by the database's clock, and one of another runtime.
-    idle = host_prefix(cos.settings.cluster_name) + "idle"
+    idle = host_prefix(cos.settings.cluster.cluster_name) + "idle"
     await db.execute(
         "INSERT INTO cos_hosts (host_id, address, heartbeat_at) VALUES"
         " ($1, '10.9.9.9:9000', now() - interval '42 seconds'),"
@@ -168,18 +168,23 @@ async def test_cluster_health_shows_the_host_its_shards_and_its_heartbeat(
         what="the host's heartbeat",
     )
 
-    health = await cos_cli(cos.settings.port, "cluster", "health")
+    health = await cos_cli(cos.settings.server.port, "cluster", "health")
     assert "2 hosts, 4 shards" in health.stdout, health.stdout
     rows = table_rows(health.stdout)
     assert set(rows) == {host_id, idle}, health.stdout
     address, count, numbers, active, age, *at = rows[host_id]
     assert at[:2] == ["s", "ago"] and len(at) == 4, health.stdout
-    assert (address, count, numbers, active) == (f"127.0.0.1:{cos.settings.port}", "4", "0-3", "1")
+    assert (address, count, numbers, active) == (
+        f"127.0.0.1:{cos.settings.server.port}",
+        "4",
+        "0-3",
+        "1",
+    )
     assert 0.0 <= float(age) < 5.0
     address, count, numbers, active, age, *_ = rows[idle]
     assert (address, count, numbers, active) == ("10.9.9.9:9000", "0", "-", "0")
     assert 42.0 <= float(age) < 50.0
-    shards = await cos_cli(cos.settings.port, "cluster", "shards")
+    shards = await cos_cli(cos.settings.server.port, "cluster", "shards")
     assert "4 shards on 1 hosts" in shards.stdout, shards.stdout
 
 

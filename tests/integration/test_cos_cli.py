@@ -35,7 +35,7 @@ async def test_every_readside_subcommand(
 ) -> None:
     reader = start_reader("rs-cli")
     cos = await start_with(start_cos, reader)
-    port = cos.settings.port
+    port = cos.settings.server.port
     for i in range(4):
         await cos.stub.ProcessCommand(request(f"c{i}", add=[1]))
     await wait_until(lambda: len(reader.delivered()) == 4)
@@ -118,7 +118,7 @@ async def test_chief_of_state_cli_spellings(
 ) -> None:
     reader = start_reader("rs-cos", FailurePolicy.STOP)
     cos = await start_with(start_cos, reader)
-    port = str(cos.settings.port)
+    port = str(cos.settings.server.port)
     entity = next(e for e in (f"k{i}" for i in range(100)) if shard_of(e, 2) == 1)
     await cos.stub.ProcessCommand(request(entity, add=[1]))
     await cos.stub.ProcessCommand(request(entity, add=[1], poison=True))

@@ -22,7 +22,7 @@ import pytest
 from cos.errors import DatabaseUnreachableError
 from cos.postgres import DatabaseTarget
 from cos.postgres.database import wait_for_database
-from cos.settings import DatabaseSettings
+from cos.postgres.settings import DatabaseSettings
 from tests.integration.tls import Authority
 
 SSL_REQUEST = 80877103

@@ -17,13 +17,20 @@ import grpc
 import pytest
 
 from chief_of_state.v1 import service_pb2_grpc
-from cos.deploy import start_runtime
 from cos.postgres import DatabaseTarget, EmbeddedPostgres, migrate
-from cos.settings import CosSettings
+from cos.runtime import start_runtime
 from tests.integration.commands import request
 from tests.integration.conftest import StartRuntime
 from tests.integration.readsides import Reader, start_reader, wait_until
-from tests.support import COS, Process, db_env, free_port, serve_env, start_write_handler
+from tests.support import (
+    COS,
+    Process,
+    cos_settings,
+    db_env,
+    free_port,
+    serve_env,
+    start_write_handler,
+)
 
 __all__ = ["start_reader"]  # the fixture, for pytest
 
@@ -72,7 +79,7 @@ async def test_a_database_restart_gives_unavailable_and_the_listen_comes_back(
 ) -> None:
     target, server = own_database
     reader = start_reader("rs-restart")
-    settings = CosSettings(
+    settings = cos_settings(
         write_side_host="127.0.0.1",
         write_side_port=write_handler,
         address="127.0.0.1",
@@ -86,7 +93,7 @@ async def test_a_database_restart_gives_unavailable_and_the_listen_comes_back(
         read_side_retry_max_seconds=0.5,
     )
     runtime = await asyncio.to_thread(start_runtime, settings, target)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.port}")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.server.port}")
     stub = service_pb2_grpc.ChiefOfStateServiceStub(channel)
     try:
         await stub.ProcessCommand(request("db-1", add=[1]))

@@ -546,7 +546,7 @@ async def test_every_rpc_answers_fuzzed_requests_clearly_and_keeps_serving(
     pid = await host.pid.remote()
     await only_our_services_are_served(cos)
     tally = Tally()
-    await asyncio.to_thread(fuzz, f"127.0.0.1:{cos.settings.port}", tally)
+    await asyncio.to_thread(fuzz, f"127.0.0.1:{cos.settings.server.port}", tally)
     for rpc, codes in sorted(tally.by_rpc().items()):
         log.info("%-24s %5d calls: %s", rpc, sum(codes.values()), dict(codes.most_common()))
     assert tally.total >= LEAST_CALLS, tally.total

@@ -65,7 +65,7 @@ async def test_a_keyed_command_is_applied_once_however_often_it_is_sent(
 
     # Across a restart of the runtime (new hosts, new leases): the journal remembers.
     await asyncio.to_thread(cos.runtime.stop)
-    again = await start_cos(port=cos.settings.port, idempotency_window_seconds=3600)
+    again = await start_cos(port=cos.settings.server.port, idempotency_window_seconds=3600)
     assert await send(again.stub, "idem-1", f"{KEY}=k1", add=[5]) == first
     assert await send(again.stub, "idem-2", f"{KEY}=k2", add=[1, 2]) == replies[0]
     assert await revisions(db, "idem-2") == [1, 2]

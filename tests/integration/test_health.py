@@ -11,8 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from chief_of_state.v1 import service_pb2_grpc
-from cos.deploy import Runtime, alive_nodes, coordinator_of, launch_host, register_host
 from cos.postgres import DatabaseTarget
+from cos.runtime import Runtime, alive_nodes, coordinator_of, launch_host, register_host
 from tests.integration.commands import request
 from tests.integration.conftest import runtime_settings
 from tests.support import COS, free_port, serve_env
@@ -49,9 +49,9 @@ async def test_health_is_serving_only_between_shard_placement_and_the_hand_over(
 ) -> None:
     settings = runtime_settings(write_handler)
     runtime = Runtime(
-        settings.cluster_name, await asyncio.to_thread(coordinator_of, settings, database)
+        settings.cluster.cluster_name, await asyncio.to_thread(coordinator_of, settings, database)
     )
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.port}")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.server.port}")
     try:
         # The server runs, but the coordinator has not given it shards yet.
         host_id = await asyncio.to_thread(
@@ -63,15 +63,18 @@ async def test_health_is_serving_only_between_shard_placement_and_the_hand_over(
             assert checked.status == Status.NOT_SERVING, service
         watch = health.Watch(health_pb2.HealthCheckRequest())
         assert (await watch.read()).status == Status.NOT_SERVING
-        assert await cos_health(write_handler, settings.port) == (1, "NOT_SERVING")
+        assert await cos_health(write_handler, settings.server.port) == (1, "NOT_SERVING")
         # Liveness: a node waiting for its shards is alive.
-        assert await cos_health(write_handler, settings.port, "--alive") == (0, "NOT_SERVING")
+        assert await cos_health(write_handler, settings.server.port, "--alive") == (
+            0,
+            "NOT_SERVING",
+        )
 
         await asyncio.to_thread(register_host, runtime, host_id)
         assert (await watch.read()).status == Status.SERVING
         checked = await health.Check(health_pb2.HealthCheckRequest(service=CLIENT_SERVICE))
         assert checked.status == Status.SERVING
-        assert await cos_health(write_handler, settings.port) == (0, "SERVING")
+        assert await cos_health(write_handler, settings.server.port) == (0, "SERVING")
         code, said = await cos_health(write_handler, free_port())
         assert code == 2 and said.startswith("cos: no health answer from 127.0.0.1:"), said
         code, said = await cos_health(write_handler, free_port(), "--alive")

@@ -12,8 +12,9 @@ import pytest
 from cos import postgres
 from cos.errors import HistoryDeletedError, InvalidRequestError, NotFoundError, OutOfRangeError
 from cos.history.reader import HistoryReader
-from cos.writeside import entity as logic
+from cos.storage import JournalSettings
 from cos.v1 import history_pb2, history_pb2_grpc
+from cos.writeside import entity as logic
 from tests.integration.commands import command, request, struct_of
 from tests.integration.conftest import StartRuntime
 
@@ -28,7 +29,7 @@ async def write(
 ) -> None:
     """``commands[i]`` events per command; event ``n`` of the entity holds ``{"n": n}`` and
     results in the state ``{"total": n}``."""
-    store = postgres.PostgresJournalStore(datastore, **journal)
+    store = postgres.PostgresJournalStore(datastore, JournalSettings(**journal))
     epoch = (await postgres.PostgresLeaseStore(datastore).acquire_shards([0], "a"))[0]
     revision = 0
     for count in commands:
@@ -103,7 +104,7 @@ async def test_history_deleted_after_a_snapshot_is_refused_saying_what_is_kept(
 ) -> None:
     # Snapshots at 3 and 6, one retained: the events before 6 are marked deleted.
     await write(
-        datastore, "e", [1] * 7, snapshot_every=3, logical_deletion=True, snapshots_to_retain=1
+        datastore, "e", [1] * 7, snapshot_every=3, logical_deletion=True, num_snapshots_to_retain=1
     )
     history = reader(datastore)
     with pytest.raises(HistoryDeletedError, match="events are kept from revision 6"):

@@ -29,6 +29,7 @@ from schemathesis.checks import (
 )
 
 from chief_of_state.v1 import service_pb2
+from cos.http.descriptors import read_sets
 from cos.postgres import DatabaseTarget
 from tests.integration.commands import base64_command, struct_of
 from tests.integration.conftest import RunningRuntime, StartRuntime
@@ -74,6 +75,7 @@ async def api(start_cos: StartRuntime, descriptor_set: str) -> AsyncIterator[Api
         http_address="127.0.0.1",
         http_port=port,
         proto_descriptors=descriptor_set,
+        descriptor_sets=read_sets(descriptor_set),
         write_side_propagated_headers="x-propagated,x-persisted",
         write_persisted_headers="x-persisted",
         command_handler_timeout=1.0,

@@ -129,7 +129,7 @@ async def test_a_read_side_never_stalls_behind_an_event_it_cannot_deliver(
     )
     await cos.stub.ProcessCommand(request("after", add=[1]))
     await wait_until(lambda: skipping.delivered() == [("after", 1)], what="the skip side")
-    where = ["--cos-host", "127.0.0.1", "--cos-port", str(cos.settings.port)]
+    where = ["--cos-host", "127.0.0.1", "--cos-port", str(cos.settings.server.port)]
     status = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "cli.admin", "readside", "status", "--id", "rs-stops", *where],

@@ -17,7 +17,14 @@ from cos.postgres import (
     PostgresJournalStore,
     PostgresLeaseStore,
 )
-from cos.storage import EntityAppend, IdempotencyRecord, JournalStore, LeaseStore, NewSnapshot
+from cos.storage import (
+    EntityAppend,
+    IdempotencyRecord,
+    JournalSettings,
+    JournalStore,
+    LeaseStore,
+    NewSnapshot,
+)
 from tests.integration.journal_rows import events
 
 
@@ -26,7 +33,8 @@ async def open_postgres(
 ) -> tuple[PostgresDatastore, PostgresJournalStore, PostgresLeaseStore]:
     datastore = await PostgresDatastore.open(database, PoolLimits(max_size=8))
     journal = PostgresJournalStore(
-        datastore, snapshots_to_retain=retain, logical_deletion=logical_deletion
+        datastore,
+        JournalSettings(num_snapshots_to_retain=retain, logical_deletion=logical_deletion),
     )
     return datastore, journal, PostgresLeaseStore(datastore)
 

@@ -166,7 +166,7 @@ async def test_stop_policy_halts_at_the_event_until_skipped(
     assert len([r for r in reader.records("attempt") if r["revision"] == 2]) == 1, "no retries"
 
     skipped = await asyncio.to_thread(
-        cli, cos.settings.port, "skip", "--id", "rs-stop", "--shard-number", "0"
+        cli, cos.settings.server.port, "skip", "--id", "rs-stop", "--shard-number", "0"
     )
     assert skipped.returncode == 0, skipped.stderr
     await wait_until(lambda: ("s", 3) in reader.delivered())
@@ -213,7 +213,7 @@ async def test_paused_shard_stays_paused_across_restart_then_delivers_backlog(
 
     await cos.channel.close()
     cos.runtime.stop()
-    cos = await start_with(start_cos, reader, num_shards=4, port=cos.settings.port)
+    cos = await start_with(start_cos, reader, num_shards=4, port=cos.settings.server.port)
     await cos.stub.ProcessCommand(request(paused_entity, add=[1]))
     await cos.stub.ProcessCommand(request(other_entity, add=[1]))
     await wait_until(lambda: (other_entity, 4) in reader.delivered())

@@ -22,7 +22,7 @@ async def test_restart_serves_every_entity_last_state(
     await cos.channel.close()
     cos.runtime.stop()
 
-    again = await start_cos(port=cos.settings.port, num_shards=8)
+    again = await start_cos(port=cos.settings.server.port, num_shards=8)
     after = ray.get(again.runtime.coordinator.table.remote())
     host_id = next(iter(again.runtime.hosts))
     assert [(o.shard, o.host_id) for o in after] == [(s, host_id) for s in range(8)]
@@ -58,7 +58,7 @@ async def test_ten_thousand_events_recover_from_the_snapshot_alone(
     )
     assert spoiled == "UPDATE 10000"
 
-    again = await start_cos(port=cos.settings.port)
+    again = await start_cos(port=cos.settings.server.port)
     got = await again.stub.GetState(service_pb2.GetStateRequest(entity_id="big"))
     assert got.meta.revision_number == 10_000
     assert state_of(got)["total"] == 10_000

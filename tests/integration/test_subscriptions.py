@@ -22,9 +22,9 @@ import ray
 from chief_of_state.v1 import service_pb2_grpc
 from cos.errors import PortInUseError
 from cos.postgres import DatabaseTarget
+from cos.runtime.subscription_process import SubscriptionProcess
 from cos.service.subscription import NOT_ENABLED
 from cos.sharding.routing import shard_of
-from cos.subscription.process import SubscriptionProcess
 from cos.v1 import subscription_pb2, subscription_pb2_grpc
 from tests.integration.commands import request
 from tests.integration.conftest import RunningRuntime, StartRuntime, runtime_settings
@@ -306,7 +306,7 @@ def subscription_process(port: int) -> int:
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"cos.subscription.process" in argv and argv[-2].endswith(b":%d" % port):
+            if b"cos.runtime.subscription_process" in argv and argv[-2].endswith(b":%d" % port):
                 return int(entry.name)
     raise AssertionError(f"no subscription process serves port {port}")
 

@@ -55,7 +55,7 @@ async def test_the_port_serves_tls_and_refuses_plaintext(
     ca = Authority("cos-test-ca")
     cert, key = ca.issue(tmp_path, "node")
     cos = await start_cos(tls_cert_file=str(cert), tls_key_file=str(key))
-    port = cos.settings.port
+    port = cos.settings.server.port
     assert await process(port, ca.write(tmp_path / "ca.pem"), "tls-1") == 1
     # A plaintext client gets no answer from a TLS port.
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as plain:
@@ -74,7 +74,7 @@ async def test_a_rotated_certificate_is_used_from_the_next_connection(
     (tmp_path / "new").mkdir()
     cert, key = old.issue(tmp_path / "old", "node")
     cos = await start_cos(tls_cert_file=str(cert), tls_key_file=str(key))
-    port = cos.settings.port
+    port = cos.settings.server.port
     assert await process(port, old_ca, "rotate") == 1
     assert await refused(port, new_ca) == grpc.StatusCode.UNAVAILABLE
     # Rotate as an operator (or cert-manager) would: new files renamed over the old.
@@ -95,7 +95,7 @@ async def test_mutual_tls_lets_in_only_certificates_of_the_client_ca(
     cos = await start_cos(
         tls_cert_file=str(cert), tls_key_file=str(key), tls_client_ca_file=str(ca_file)
     )
-    port = cos.settings.port
+    port = cos.settings.server.port
     assert await process(port, ca_file, "mtls", client=ca.issue(tmp_path, "app")) == 1
     assert await refused(port, ca_file) == grpc.StatusCode.UNAVAILABLE  # no certificate
     foreign = stranger.issue(tmp_path / "stranger", "app")
@@ -117,12 +117,12 @@ async def test_an_allowed_client_certificate_opens_the_operator_api(
     )
 
     async def shards(client: tuple[Path, Path]) -> int:
-        async with channel(cos.settings.port, ca_file, client) as opened:
+        async with channel(cos.settings.server.port, ca_file, client) as opened:
             stub = cluster_pb2_grpc.ClusterServiceStub(opened)
             reply = await stub.GetShards(cluster_pb2.GetShardsRequest(), timeout=10)
         return len(reply.shards)
 
-    assert await shards(ca.issue(tmp_path, "ops")) == cos.settings.num_shards
+    assert await shards(ca.issue(tmp_path, "ops")) == cos.settings.cluster.num_shards
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await shards(ca.issue(tmp_path, "app"))
     assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -132,7 +132,7 @@ async def test_an_allowed_client_certificate_opens_the_operator_api(
     shown = subprocess.run(
         [
             *(sys.executable, "-m", "cli.admin", "--cos-host", "127.0.0.1"),
-            *("--cos-port", str(cos.settings.port), "--tls-ca-file", str(ca_file)),
+            *("--cos-port", str(cos.settings.server.port), "--tls-ca-file", str(ca_file)),
             *("--tls-cert-file", str(ops_cert), "--tls-key-file", str(ops_key)),
             *("cluster", "shards"),
         ],
@@ -159,9 +159,9 @@ async def test_nodes_forward_over_mutual_tls_checking_the_configured_name(
         tls_client_ca_file=str(ca_file),
         tls_server_name="cos-nodes.internal",
     )
-    files = cos.settings.tls
+    files = cos.settings.tls.files
     assert files is not None
-    address = Route("peer-host", f"127.0.0.1:{cos.settings.port}")
+    address = Route("peer-host", f"127.0.0.1:{cos.settings.server.port}")
     peers = PeerClients(tls=files)
     try:
         forwarded = await peers.forward_command(

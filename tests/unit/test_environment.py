@@ -57,7 +57,7 @@ def test_read_side_variables_beside_a_config_file_are_ignored_and_said_so(
     }.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
-    assert [r.read_side_id for r in settings.read_sides] == ["from-file"]
+    assert [r.read_side_id for r in settings.read_side.read_sides] == ["from-file"]
     (warning,) = environment_warnings(settings, {**REQUIRED, **variables})
     assert warning.startswith("COS_READ_SIDE_CONFIG is set, so the 2 COS_READ_SIDE_CONFIG__*")
     assert read_side_lines(settings) == [

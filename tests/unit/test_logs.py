@@ -12,6 +12,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from cos.logs import LogSettings, LogStyle, RepeatFilter, configure_logging
+from cos.telemetry.setup import add_trace_ids_to_logs
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +27,7 @@ def _restore_root() -> Iterator[None]:
 
 def emit(style: LogStyle) -> list[str]:
     stream = io.StringIO()
-    configure_logging(LogSettings("INFO", style, "accounts"), stream)
+    configure_logging(LogSettings(level="INFO", style=style, service="accounts"), stream)
     logging.getLogger("cos.test").info("ready on %s", "127.0.0.1:9000")
     logging.getLogger("cos.test").debug("not at INFO")
     try:
@@ -53,7 +54,8 @@ def test_json_is_one_object_per_line_with_chief_of_states_fields() -> None:
 
 def test_json_lines_written_inside_a_span_carry_its_trace_and_span_ids() -> None:
     stream = io.StringIO()
-    configure_logging(LogSettings("INFO", LogStyle.JSON, "accounts"), stream)
+    configure_logging(LogSettings(level="INFO", style=LogStyle.JSON, service="accounts"), stream)
+    add_trace_ids_to_logs()  # as a node does when tracing is on
     tracer = TracerProvider().get_tracer("test")
     logging.getLogger("cos.test").info("outside")
     with tracer.start_as_current_span("command") as span:

@@ -24,16 +24,20 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults_follow_chief_of_state() -> None:
     settings = load_settings()
-    assert (settings.port, settings.num_shards, settings.snapshot_frequency) == (9000, 16, 100)
-    assert settings.num_snapshots_to_retain == 2
-    assert settings.command_handler_timeout == 5.0  # seconds, as Chief of State documents
+    assert (
+        settings.server.port,
+        settings.cluster.num_shards,
+        settings.shard.snapshot_frequency,
+    ) == (9000, 16, 100)
+    assert settings.journal.num_snapshots_to_retain == 2
+    assert settings.shard.command_handler_timeout == 5.0  # seconds, as Chief of State documents
     assert settings.db.embedded
     assert settings.db.schema_ == "public"
 
 
 def test_header_lists_are_comma_separated_and_lower_cased(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COS_WRITE_SIDE_PROPAGATED_HEADERS", "X-Request-Id, x-user ,")
-    assert load_settings().write_side_propagated_headers == ("x-request-id", "x-user")
+    assert load_settings().handler.propagated_headers == ("x-request-id", "x-user")
 
 
 @pytest.mark.parametrize(
@@ -84,8 +88,8 @@ def test_chief_of_state_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> No
     }.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
-    assert settings.logging == LogSettings("WARNING", LogStyle.JSON, "accounts")
-    assert settings.grpc_calls_timeout == 1500
+    assert settings.logging == LogSettings(level="WARNING", style=LogStyle.JSON, service="accounts")
+    assert settings.grpc.call_timeout_ms == 1500
     db = settings.db
     assert (db.pool_min_idle_connections, db.pool_idle_timeout_ms, db.pool_max_lifetime_ms) == (
         3,
@@ -96,9 +100,9 @@ def test_chief_of_state_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_chief_of_state_defaults_of_the_new_settings() -> None:
     settings = load_settings()
-    assert settings.grpc_calls_timeout == 60_000  # ms, as Chief of State documents
-    assert settings.service_name == "chiefofstate"
-    assert settings.deployment_mode is DeploymentMode.DOCKER
+    assert settings.grpc.call_timeout_ms == 60_000  # ms, as Chief of State documents
+    assert settings.logging.service == "chiefofstate"
+    assert settings.deployment.deployment_mode is DeploymentMode.DOCKER
     assert (settings.db.pool_idle_timeout_ms, settings.db.pool_max_lifetime_ms) == (60_000, 120_000)
 
 
@@ -110,7 +114,7 @@ def test_kubernetes_mode_needs_its_label_and_pod_ip(monkeypatch: pytest.MonkeyPa
     with pytest.raises(SettingsError, match="^POD_IP: required when"):
         load_settings()
     monkeypatch.setenv("POD_IP", "10.0.0.7")
-    assert load_settings().deployment_mode is DeploymentMode.KUBERNETES
+    assert load_settings().deployment.deployment_mode is DeploymentMode.KUBERNETES
 
 
 def test_an_unknown_deployment_mode_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,8 +169,8 @@ def test_a_ray_token_can_come_from_a_file_and_secrets_are_never_shown(
     (tmp_path / "token").write_text("ray-token-value")
     monkeypatch.setenv("COS_RAY_AUTH_TOKEN_FILE", str(tmp_path / "token"))
     settings = load_settings()
-    assert settings.ray_auth_token is not None
-    assert settings.ray_auth_token.get_secret_value() == "ray-token-value"
+    assert settings.ray.auth_token is not None
+    assert settings.ray.auth_token.get_secret_value() == "ray-token-value"
     assert "ray-token-value" not in repr(settings) + str(settings)
     assert "ray-token-value" not in settings_table()
 
@@ -188,7 +192,7 @@ def test_tls_files_go_together_and_must_be_pem(
     with pytest.raises(SettingsError, match="^COS_TLS_CLIENT_CA_FILE: cannot read"):
         load_settings()
     monkeypatch.setenv("COS_TLS_CLIENT_CA_FILE", str(cert))
-    tls = load_settings().tls
+    tls = load_settings().tls.files
     assert tls is not None and tls.mutual and tls.trust_file == str(cert)
 
 
@@ -218,4 +222,4 @@ def test_a_subscription_port_needs_subscriptions_on(monkeypatch: pytest.MonkeyPa
     ):
         load_settings()
     monkeypatch.setenv("COS_SUBSCRIPTION_ENABLED", "true")
-    assert load_settings().subscription_port == 9002
+    assert load_settings().subscription.port == 9002

@@ -21,7 +21,7 @@ from cos.errors import (
     UnavailableError,
 )
 from cos.http.convert import AnyCodec, from_base64, meta_to_json, to_base64
-from cos.http.descriptors import descriptor_paths, load_pool
+from cos.http.descriptors import descriptor_paths, load_pool, read_sets
 from cos.http.status import HTTP_STATUS, failure, http_status
 from cos.status import DETAILS_KEY
 from tests.integration.commands import command
@@ -52,7 +52,7 @@ def _write_set(path: Path, *files: descriptor_pb2.FileDescriptorProto) -> str:
 @pytest.fixture
 def codec(tmp_path: Path) -> AnyCodec:
     # Without --include_imports: struct.proto comes from the runtime's well-known types.
-    return AnyCodec(load_pool([_write_set(tmp_path / "notes.pb", _note_file())]))
+    return AnyCodec(load_pool(read_sets(_write_set(tmp_path / "notes.pb", _note_file()))))
 
 
 def test_known_types_are_json_and_unknown_ones_base64(codec: AnyCodec) -> None:
@@ -128,14 +128,14 @@ def test_meta_is_snake_case_with_an_iso_date(codec: AnyCodec) -> None:
 
 def test_descriptor_set_problems_name_the_setting(tmp_path: Path) -> None:
     with pytest.raises(DescriptorsError, match="COS_PROTO_DESCRIPTORS: cannot read"):
-        load_pool([str(tmp_path / "missing.pb")])
+        load_pool(read_sets(str(tmp_path / "missing.pb")))
     (tmp_path / "junk.pb").write_bytes(b"\xff\xff\xff")
     with pytest.raises(DescriptorsError, match="is not a descriptor set"):
-        load_pool([str(tmp_path / "junk.pb")])
+        load_pool(read_sets(str(tmp_path / "junk.pb")))
     orphan = _note_file()
     orphan.dependency[:] = ["company/common.proto"]
     with pytest.raises(DescriptorsError, match="--include_imports"):
-        load_pool([_write_set(tmp_path / "orphan.pb", orphan)])
+        load_pool(read_sets(_write_set(tmp_path / "orphan.pb", orphan)))
     assert descriptor_paths(" a.pb, ,b.pb,") == ["a.pb", "b.pb"]
     assert descriptor_paths(None) == []
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import grpc
 
-from cos.service.operator_auth import OperatorAccess
+from cos.service.operator_auth import OperatorSettings
 
 Code = grpc.StatusCode
 
 
 def test_the_token_lets_in_and_nothing_else_does() -> None:
-    access = OperatorAccess(token="s3cret")
+    access = OperatorSettings(token="s3cret")
     assert access.refusal({"authorization": "Bearer s3cret"}, []) is None
     assert access.refusal({"authorization": "bearer s3cret"}, []) is None  # scheme: any case
     for wrong in ({}, {"authorization": "Bearer s3cre"}, {"authorization": "s3cret"}):
@@ -18,13 +18,13 @@ def test_the_token_lets_in_and_nothing_else_does() -> None:
 
 
 def test_with_no_credential_configured_it_is_closed() -> None:
-    assert OperatorAccess().refusal({"authorization": "Bearer anything"}, []) is (
+    assert OperatorSettings().refusal({"authorization": "Bearer anything"}, []) is (
         Code.PERMISSION_DENIED
     )
-    assert OperatorAccess(open=True).refusal({}, []) is None
+    assert OperatorSettings(api_open=True).refusal({}, []) is None
 
 
 def test_an_allowed_client_certificate_lets_in() -> None:
-    access = OperatorAccess(client_names=["ops.example"])
+    access = OperatorSettings(client_names=["ops.example"])
     assert access.refusal({}, ["ops.example"]) is None
     assert access.refusal({}, ["someone.else"]) is Code.UNAUTHENTICATED

@@ -13,8 +13,9 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from chief_of_state.v1 import writeside_pb2
 from cos.errors import HandlerCallError
-from cos.telemetry.command_path import ObservedWriteHandler, TelemetryInterceptor
+from cos.telemetry.inbound import TelemetryInterceptor
 from cos.telemetry.instruments import Instruments
+from cos.telemetry.outbound import ObservedWriteHandler
 from cos.telemetry.setup import _propagator
 from cos.writeside.commands import CommandRequest
 from cos.writeside.entity import EntityState, initial_state

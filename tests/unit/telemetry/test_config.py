@@ -81,7 +81,7 @@ def test_load_settings_reads_the_otel_variables_and_names_a_bad_one(
     monkeypatch.setenv("COS_WRITE_SIDE_HOST", "handler")
     monkeypatch.setenv("COS_WRITE_SIDE_PORT", "50051")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")
-    assert load_settings().telemetry.traces
+    assert load_settings().telemetry.otel.traces
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "half")
     with pytest.raises(SettingsError, match="^OTEL_TRACES_SAMPLER: "):
         load_settings()

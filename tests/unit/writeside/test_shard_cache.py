@@ -6,12 +6,13 @@ import pytest
 from google.protobuf import any_pb2, wrappers_pb2
 
 from cos.errors import ConflictError, IdempotencyKeyReusedError
-from cos.settings import CosSettings
 from cos.storage import IdempotencyRecord
+from cos.transport import DEFAULT_MAX_MESSAGE
 from cos.writeside.commands import CommandRequest
 from cos.writeside.entity import initial_state
 from cos.writeside.guards import command_hash
-from cos.writeside.shard import Shard
+from cos.writeside.settings import ShardSettings
+from cos.writeside.shard import Shard, ShardParts
 from tests.fakes import FakeJournalStore, FakeWriteHandler
 
 
@@ -21,9 +22,17 @@ def command() -> any_pb2.Any:
     return packed
 
 
-def shard(handler: FakeWriteHandler, cache_size: int) -> Shard:
-    settings = CosSettings(write_side_host="h", write_side_port=1)
-    return Shard(0, 1, FakeJournalStore(delay=0), handler, settings, cache_size)
+def shard(
+    handler: FakeWriteHandler, cache_size: int, store: FakeJournalStore | None = None
+) -> Shard:
+    parts = ShardParts(
+        journal=store or FakeJournalStore(delay=0),
+        handler=handler,
+        settings=ShardSettings(),
+        cache_size=cache_size,
+        max_message=DEFAULT_MAX_MESSAGE,
+    )
+    return parts.new_shard(0, 1)
 
 
 async def test_cache_keeps_the_most_recently_used_entities() -> None:
@@ -89,8 +98,7 @@ def keyed(entity_id: str, key: str) -> CommandRequest:
 
 async def test_a_key_recorded_by_another_writer_meanwhile_gets_its_reply_not_a_write() -> None:
     store, handler = FakeJournalStore(delay=0), FakeWriteHandler()
-    settings = CosSettings(write_side_host="h", write_side_port=1)
-    s = Shard(0, 1, store, handler, settings, 10)
+    s = shard(handler, 10, store)
     mine = command_hash(command())
     store.recorded_by_another[("z", "k")] = IdempotencyRecord("k", mine, 0)
     reply = await s.run(keyed("z", "k"))

@@ -1,10 +1,10 @@
 """Ray: the runtime's classes made actors, typed handles over them, and the start of a
 node's host.
 
-Each node runs one ``Node`` actor (cos.node); the cluster runs one ``Coordinator``. Both
-are plain classes made remote here, in one place. ``cos serve`` starts the host of its
-own node (:func:`join_node`); tests start hosts on every node (:func:`start_runtime`).
-Either way the host registers with the cluster's coordinator.
+Each node runs one ``Node`` actor (``cos.runtime.node``); the cluster runs one
+``Coordinator``. Both are plain classes made remote here, in one place. ``cos serve``
+starts the host of its own node (:func:`join_node`); tests start hosts on every node
+(:func:`start_runtime`). Either way the host registers with the cluster's coordinator.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from ray.exceptions import ActorAlreadyExistsError, ActorDiedError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cos.errors import StartupError
-from cos.node import Node
+from cos.logs import LogSettings, configure_logging
 from cos.postgres import DatabaseTarget, read_leases
-from cos.settings import CosSettings, DeploymentMode
+from cos.runtime.assembly import NodePorts
+from cos.runtime.node import Node
+from cos.settings import CosSettings, DeploymentSettings
 from cos.sharding.coordinator import Coordinator
 from cos.sharding.formation import PodSource
 from cos.sharding.handles import CoordinatorHandle, Routes
@@ -41,32 +43,21 @@ from cos.sharding.names import (
 )
 from cos.sharding.report import ShardInfo, ShardReport
 
-__all__ = [
-    "FAST_NODE_FAILURE",
-    "HTTP_PORT_LABEL",
-    "NAMESPACE",
-    "PORT_LABEL",
-    "SUBSCRIPTION_PORT_LABEL",
-    "ClusterMismatchError",
-    "NodeTakenError",
-    "RayNode",
-    "Runtime",
-    "alive_nodes",
-    "coordinator_of",
-    "join_node",
-    "launch_host",
-    "lookup_actor",
-    "register_host",
-    "start_host",
-    "start_runtime",
-]
-
 log = logging.getLogger(__name__)
+
+
+class CoordinatorProcess(Coordinator):
+    """The coordinator as its actor runs it: logging as every process of the runtime."""
+
+    def __init__(self, num_shards: int, *, logging: LogSettings, **given: Any) -> None:
+        configure_logging(logging)
+        super().__init__(num_shards, **given)
+
 
 # Hosts and the coordinator take no CPU slot: they are I/O bound and must always be
 # schedulable next to user work.
 NodeActor = ray.remote(num_cpus=0, max_restarts=0)(Node)
-CoordinatorActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3)(Coordinator)
+CoordinatorActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3)(CoordinatorProcess)
 
 
 # Ray declares a node dead after health_check_failure_threshold missed checks
@@ -225,17 +216,17 @@ def layout_of(num_shards: int, target: DatabaseTarget) -> str:
     return f"COS_NUM_SHARDS={num_shards}, journal in {where}"
 
 
-def kubernetes_pods(settings: CosSettings) -> PodSource:
+def kubernetes_pods(deployment: DeploymentSettings) -> PodSource:
     """The runtime's pods from the Kubernetes API (built in the coordinator's process: only
     Kubernetes mode imports the ``kubernetes`` package)."""
-    from cos.kubernetes import PodWatch
+    from cos.runtime.kubernetes import PodWatch
 
-    assert settings.kubernetes_app_label is not None  # checked with the settings
+    assert deployment.kubernetes_app_label is not None  # checked with the settings
     return PodWatch(
-        settings.kubernetes_app_label,
-        settings.replica_count,
-        settings.kubernetes_formation_timeout_seconds,
-        namespace=settings.kubernetes_namespace,
+        deployment.kubernetes_app_label,
+        deployment.replica_count,
+        deployment.kubernetes_formation_timeout_seconds,
+        namespace=deployment.kubernetes_namespace,
     )
 
 
@@ -245,8 +236,9 @@ def coordinator_of(settings: CosSettings, target: DatabaseTarget) -> ActorHandle
     A coordinator left idle by an earlier run with other settings (every host
     gone) is replaced; one that still has hosts is a configuration error.
     """
-    name = coordinator_name(settings.cluster_name)
-    wanted = layout_of(settings.num_shards, target)
+    cluster = settings.cluster
+    name = coordinator_name(cluster.cluster_name)
+    wanted = layout_of(cluster.num_shards, target)
     for _ in range(100):
         # Ray types .options().remote() as "handle or instance": it is a handle.
         handle = cast(
@@ -254,16 +246,16 @@ def coordinator_of(settings: CosSettings, target: DatabaseTarget) -> ActorHandle
             CoordinatorActor.options(
                 name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
             ).remote(
-                settings.num_shards,
+                cluster.num_shards,
+                logging=settings.logging,
                 layout=wanted,
-                cluster=settings.cluster_name,
+                cluster=cluster.cluster_name,
                 read_leases=functools.partial(read_leases, target),
                 find_host=find_host,
                 find_self=functools.partial(find_coordinator, name),
-                failure_timeout=settings.host_failure_timeout_seconds,
-                logging=settings.logging,
-                pods=functools.partial(kubernetes_pods, settings)
-                if settings.deployment_mode is DeploymentMode.KUBERNETES
+                failure_timeout=cluster.host_failure_timeout_seconds,
+                pods=functools.partial(kubernetes_pods, settings.deployment)
+                if settings.deployment.kubernetes
                 else None,
             ),
         )
@@ -277,7 +269,7 @@ def coordinator_of(settings: CosSettings, target: DatabaseTarget) -> ActorHandle
             return handle
         if ray.get(handle.hosts.remote(), timeout=60):
             raise ClusterMismatchError(
-                f"runtime {settings.cluster_name!r} on this Ray cluster runs with {found};"
+                f"runtime {cluster.cluster_name!r} on this Ray cluster runs with {found};"
                 f" this node has {wanted}: give every node the same settings, or another"
                 " COS_CLUSTER_NAME"
             )
@@ -303,11 +295,23 @@ def start_host(
 
 def advertised_host(settings: CosSettings, node: RayNode) -> str:
     """The host other nodes reach this node's gRPC port at."""
-    if settings.advertise_address:
-        return settings.advertise_address
-    if settings.deployment_mode is DeploymentMode.KUBERNETES and settings.pod_ip:
-        return settings.pod_ip
+    if settings.cluster.advertise_address:
+        return settings.cluster.advertise_address
+    if settings.deployment.kubernetes and settings.deployment.pod_ip:
+        return settings.deployment.pod_ip
     return node.ip
+
+
+def ports_of(settings: CosSettings, node: RayNode) -> NodePorts:
+    """Where the node's servers listen: its labels' ports (several nodes on one machine),
+    else the configured ones."""
+    labels = node.labels
+    subscription = labels.get(SUBSCRIPTION_PORT_LABEL, settings.subscription.port)
+    return NodePorts(
+        grpc=int(labels.get(PORT_LABEL, settings.server.port)),
+        http=int(labels.get(HTTP_PORT_LABEL, settings.http.port)),
+        subscription=None if subscription is None else int(subscription),
+    )
 
 
 def launch_host(
@@ -318,10 +322,8 @@ def launch_host(
     driver_pid: int | None = None,
 ) -> str:
     """Create the node actor of ``node`` and start its gRPC server (it owns no shard yet)."""
-    port = int(node.labels.get(PORT_LABEL, settings.port))
-    http_port = int(node.labels.get(HTTP_PORT_LABEL, settings.http_port))
-    subscription_port = node.labels.get(SUBSCRIPTION_PORT_LABEL, settings.subscription_port)
-    advertise = f"{advertised_host(settings, node)}:{port}"
+    ports = ports_of(settings, node)
+    advertise = f"{advertised_host(settings, node)}:{ports.grpc}"
     host_id = host_name(runtime.name, node.node_id)
     try:
         host = cast(
@@ -332,14 +334,7 @@ def launch_host(
                 lifetime="detached",
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
             ).remote(
-                settings,
-                target,
-                host_id,
-                port,
-                advertise,
-                driver_pid=driver_pid,
-                http_port=http_port,
-                subscription_port=None if subscription_port is None else int(subscription_port),
+                settings, target, host_id, ports=ports, advertise=advertise, driver_pid=driver_pid
             ),
         )
     except ActorAlreadyExistsError:
@@ -374,7 +369,7 @@ def start_runtime(
     settings: CosSettings, target: DatabaseTarget, nodes: list[RayNode] | None = None
 ) -> Runtime:
     """The coordinator and one host per node (default: every alive node)."""
-    runtime = Runtime(settings.cluster_name, coordinator_of(settings, target))
+    runtime = Runtime(settings.cluster.cluster_name, coordinator_of(settings, target))
     try:
         for node in alive_nodes() if nodes is None else nodes:
             start_host(runtime, settings, target, node)
@@ -388,7 +383,15 @@ def join_node(settings: CosSettings, target: DatabaseTarget) -> Runtime:
     """What ``cos serve`` does: start and register the host of the node it runs on."""
     here = ray.get_runtime_context().get_node_id()
     node = next(n for n in alive_nodes() if n.node_id == here)
-    runtime = Runtime(settings.cluster_name, coordinator_of(settings, target))
+    runtime = Runtime(settings.cluster.cluster_name, coordinator_of(settings, target))
     # The host lives on this machine: it stops serving the moment this driver is gone.
     start_host(runtime, settings, target, node, driver_pid=os.getpid())
     return runtime
+
+
+def shard_report(cluster_name: str) -> list[ShardReport]:
+    """The shard table of the runtime named ``cluster_name``, from its coordinator (Ray
+    connected); ValueError when the cluster runs no such runtime."""
+    coordinator = lookup_actor(coordinator_name(cluster_name))
+    rows: list[ShardReport] = ray.get(coordinator.report.remote(), timeout=60)
+    return rows

@@ -2,7 +2,7 @@
 served by a process of its own, at a lower CPU priority, so that streaming to many
 subscribers takes neither the node's interpreter nor, when CPU is short, its CPU time.
 
-    node ──start (settings on stdin)──> python -m cos.subscription.process
+    node ──start (settings on stdin)──> python -m cos.runtime.subscription_process
     child: journal NOTIFY + safety poll ─> SubscriptionHub ─> streams on COS_SUBSCRIPTION_PORT
     the node's stdin pipe closed (it stopped, or died) ─> streams end UNAVAILABLE, child exits
 
@@ -21,23 +21,24 @@ import os
 import pickle
 import subprocess
 import sys
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import IO
 
-import grpc
-
 from cos.errors import PortInUseError, StartupError
 from cos.logs import configure_logging
-from cos.postgres import JOURNAL_CHANNEL, DatabaseTarget, PostgresJournalStore
-from cos.postgres.control import ControlListener
-from cos.postgres.datastore import PoolLimits, PostgresDatastore
-from cos.service.decoding import RefuseUndecodable
-from cos.service.subscription import SubscriptionServicer
+from cos.postgres import (
+    JOURNAL_CHANNEL,
+    ControlListener,
+    DatabaseTarget,
+    PoolLimits,
+    PostgresDatastore,
+    PostgresJournalStore,
+)
+from cos.runtime.server import bind, new_server
+from cos.service import add_subscription_service
 from cos.settings import CosSettings
-from cos.subscription.hub import SubscriptionHub
-from cos.tls import bind_server
-from cos.transport import message_limits
-from cos.v1 import subscription_pb2_grpc
+from cos.subscription import SubscriptionHub
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class SubscriptionProcess:
         self._order = _Order(settings, target, port)
         self._child: subprocess.Popen[bytes] | None = None
         self._keeper: asyncio.Task[None] | None = None
-        self.address = f"{settings.address}:{port}"
+        self.address = f"{settings.server.address}:{port}"
 
     async def start(self) -> None:
         """Start the child and wait until it serves; PortInUseError or StartupError
@@ -76,7 +77,7 @@ class SubscriptionProcess:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         child = subprocess.Popen(
             # The address on the command line: it tells the process apart in ps.
-            [sys.executable, "-m", "cos.subscription.process", self.address],
+            [sys.executable, "-m", "cos.runtime.subscription_process", self.address],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -90,8 +91,8 @@ class SubscriptionProcess:
             return child
         child.wait()
         if said.startswith("port in use"):
-            settings = self._order.settings
-            raise PortInUseError.at(settings.address, self._order.port, setting=_PORT_SETTING)
+            address = self._order.settings.server.address
+            raise PortInUseError.at(address, self._order.port, setting=_PORT_SETTING)
         raise StartupError(f"the subscription process did not start: {said or 'no reply'}")
 
     async def _keep(self) -> None:
@@ -136,35 +137,34 @@ class SubscriptionProcess:
 
 async def _serve(order: _Order, pipe: IO[bytes], say: IO[str]) -> None:
     settings, target = order.settings, order.target
-    datastore = await PostgresDatastore.open(target, _POOL)
-    journal = PostgresJournalStore(datastore)
-    hub = SubscriptionHub(journal, buffer=settings.subscription_buffer, schema=target.schema)
-    server = grpc.aio.server(
-        options=[("grpc.so_reuseport", 0), *message_limits(settings.max_message_bytes)],
-        interceptors=[RefuseUndecodable()],
-    )
-    subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(
-        SubscriptionServicer(hub, num_shards=settings.num_shards), server
-    )
-    address = f"{settings.address}:{order.port}"
-    if not bind_server(server, address, settings.tls):
-        say.write(f"port in use: {address}\n")
+    async with AsyncExitStack() as stack:
+        datastore = await PostgresDatastore.open(target, _POOL)
+        stack.push_async_callback(datastore.close)
+        hub = SubscriptionHub(
+            PostgresJournalStore(datastore),
+            buffer=settings.subscription.buffer,
+            schema=target.schema,
+        )
+        server = new_server(max_message=settings.grpc.max_message_bytes)
+        add_subscription_service(server, hub, num_shards=settings.cluster.num_shards)
+        try:
+            address = bind(server, settings.server.address, order.port, settings.tls.files)
+        except PortInUseError:
+            say.write(f"port in use: {settings.server.address}:{order.port}\n")
+            say.flush()
+            return
+        stack.push_async_callback(server.stop, settings.server.shutdown_grace_seconds)
+        listener = ControlListener(target, hub.heard, channel=JOURNAL_CHANNEL)
+        await listener.start()
+        stack.push_async_callback(listener.close)
+        hub.start()
+        stack.push_async_callback(hub.close)  # streams end before the server stops
+        await server.start()
+        say.write(f"{READY}{address}\n")
         say.flush()
-        await datastore.close()
-        return
-    listener = ControlListener(target, hub.heard, channel=JOURNAL_CHANNEL)
-    await listener.start()
-    hub.start()
-    await server.start()
-    say.write(f"{READY}{address}\n")
-    say.flush()
-    os.dup2(sys.stderr.fileno(), say.fileno())  # nobody reads the pipe any more
-    # Until the node closes the pipe (or dies: the pipe closes with it).
-    await asyncio.to_thread(pipe.read)
-    await hub.close()
-    await server.stop(settings.shutdown_grace_seconds)
-    await listener.close()
-    await datastore.close()
+        os.dup2(sys.stderr.fileno(), say.fileno())  # nobody reads the pipe any more
+        # Until the node closes the pipe (or dies: the pipe closes with it).
+        await asyncio.to_thread(pipe.read)
 
 
 def main() -> None:

@@ -1,10 +1,9 @@
-"""Spans and metrics around the command path: an interceptor for the calls a node
-answers, and a wrapper around the write handler client for the calls it makes.
+"""Spans and metrics of the calls a node answers: the outermost interceptor of the chain
+every protocol calls.
 
     client ──> [TelemetryInterceptor: server span, cos.route] ──> ShardHost ──> Shard
-                                                                   │            │
-                                    PeerClients: cos.forward <─────┘            │
-                     ObservedWriteHandler: HandleCommand, HandleEvent <─────────┘
+
+The calls a node makes are observed by the wrappers of ``cos.telemetry.outbound``.
 """
 
 from __future__ import annotations
@@ -25,20 +24,16 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from chief_of_state.v1 import service_pb2, writeside_pb2
+from chief_of_state.v1 import service_pb2
 from cos.errors import CosError
 from cos.sharding.routing import shard_of
 from cos.status import status_of
-from cos.telemetry.instruments import Instruments
+from cos.telemetry.instruments import Instruments, rpc_attributes
 from cos.writeside.commands import CommandHandler, CommandInterceptor, CommandRequest, StateRequest
 from cos.writeside.entity import EntityState
-from cos.writeside.handler import HandlerCall, WriteHandler
 
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["ChiefOfStateService"].full_name
-HANDLER_SERVICE = writeside_pb2.DESCRIPTOR.services_by_name["WriteSideHandlerService"].full_name
 
-Reply = TypeVar("Reply")
-Request = TypeVar("Request", writeside_pb2.HandleCommandRequest, writeside_pb2.HandleEventRequest)
 Owner = Callable[[int], "str | None"]
 Call = TypeVar("Call", CommandRequest, StateRequest)
 
@@ -108,13 +103,11 @@ class TelemetryInterceptor(CommandInterceptor):
             f"{SERVICE}/{method}",
             context=self._instruments.extract(request.metadata),
             kind=SpanKind.SERVER,
-            attributes={
-                "rpc.system": "grpc",
-                "rpc.service": SERVICE,
-                "rpc.method": method,
-                "cos.entity_id": request.entity_id,
-                "cos.forwarded": request.forwarded,
-            },
+            attributes=rpc_attributes(
+                SERVICE,
+                method,
+                {"cos.entity_id": request.entity_id, "cos.forwarded": request.forwarded},
+            ),
             record_exception=False,
             set_status_on_exception=False,
         )
@@ -162,89 +155,9 @@ class TelemetryInterceptor(CommandInterceptor):
         metrics = self._instruments.metrics
         if metrics is None:
             return
-        labels = {
-            "rpc.system": "grpc",
-            "rpc.service": SERVICE,
-            "rpc.method": method,
-            "rpc.grpc.status_code": code.value[0],
-        }
+        labels = rpc_attributes(SERVICE, method, {"rpc.grpc.status_code": code.value[0]})
         metrics.server_duration.record((time.perf_counter() - started) * 1000, labels)
         # A forwarded call is counted by the node its client called, not again here.
         if isinstance(request, CommandRequest) and not request.forwarded:
             outcome = "ok" if code is grpc.StatusCode.OK else "error"
             metrics.commands.add(1, {"cos.outcome": outcome, "rpc.grpc.status_code": code.value[0]})
-
-
-class ObservedWriteHandler:
-    """A :class:`cos.writeside.handler.WriteHandler` whose calls are client spans (their
-    context sent to the handler in place of the caller's) and are timed."""
-
-    def __init__(self, inner: WriteHandler, *, instruments: Instruments, target: str) -> None:
-        self._inner = inner
-        self._instruments = instruments
-        host, _, port = target.rpartition(":")
-        self._address, self._port = host, int(port) if port.isdigit() else 0
-
-    async def handle_command(
-        self, request: writeside_pb2.HandleCommandRequest, call: HandlerCall
-    ) -> writeside_pb2.HandleCommandResponse:
-        """``HandleCommand``, observed."""
-        revision = request.prior_event_meta.revision_number
-        return await self._call(
-            "HandleCommand", call, revision, self._inner.handle_command, request
-        )
-
-    async def handle_event(
-        self, request: writeside_pb2.HandleEventRequest, call: HandlerCall
-    ) -> writeside_pb2.HandleEventResponse:
-        """``HandleEvent``, observed."""
-        revision = request.event_meta.revision_number
-        return await self._call("HandleEvent", call, revision, self._inner.handle_event, request)
-
-    async def _call(
-        self,
-        method: str,
-        call: HandlerCall,
-        revision: int,
-        send: Callable[[Request, HandlerCall], Awaitable[Reply]],
-        request: Request,
-    ) -> Reply:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        instruments = self._instruments
-        span = instruments.child(
-            f"{HANDLER_SERVICE}/{method}",
-            SpanKind.CLIENT,
-            {
-                "rpc.system": "grpc",
-                "rpc.service": HANDLER_SERVICE,
-                "rpc.method": method,
-                "server.address": self._address,
-                "server.port": self._port,
-                "cos.revision": revision,
-            },
-        )
-        try:
-            if span is not None:
-                # The handler gets this call's context, not the caller's. (Unsampled, the
-                # request's headers already carry the unsampled context.)
-                call = HandlerCall(instruments.inject(call.metadata, span), call.budget_end)
-            return await send(request, call)
-        except BaseException as exc:
-            code = code_of(exc)
-            if span is not None:
-                mark_failed(span, code, exc)
-            raise
-        finally:
-            if span is not None:
-                span.end()
-            if instruments.metrics is not None:
-                instruments.metrics.client_duration.record(
-                    (time.perf_counter() - started) * 1000,
-                    {
-                        "rpc.system": "grpc",
-                        "rpc.service": HANDLER_SERVICE,
-                        "rpc.method": method,
-                        "rpc.grpc.status_code": code.value[0],
-                    },
-                )
