@@ -73,7 +73,7 @@ from load import LoadSettings, _pack, bank_pb2, check_balances, run_groups
 from processes import MachineCpuMeter, StartupError
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
-from cos.sharding.routing import shard_of
+from cos.sharding import shard_of
 
 LIGHT_WORKERS = 8  # the hand-over part's load
 LIGHT_PER_SHARD = 4  # its accounts per shard, so that every shard that moves is loaded

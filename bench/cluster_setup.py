@@ -38,8 +38,7 @@ from cos.runtime import (
     start_runtime,
 )
 from cos.settings import CosSettings, settings_from
-from cos.sharding.names import NAMESPACE, PORT_LABEL
-from cos.sharding.settings import ClusterSettings
+from cos.sharding import NAMESPACE, PORT_LABEL, ClusterSettings
 
 PARTS = ("forward", "handover", "failover")
 DEFAULT_FAILURE_TIMEOUT = ClusterSettings().host_failure_timeout_seconds

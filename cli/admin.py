@@ -23,7 +23,7 @@ from rich.console import Console
 from chief_of_state.v1 import manager_pb2, manager_pb2_grpc
 from cli.cluster_format import from_response, health_from_response, health_table, shards_table
 from cli.readside_format import action_message, error_message, offsets_table, status_view
-from cos.service.operator_auth import LOCAL_TOKEN_FILE
+from cos.service import LOCAL_TOKEN_FILE
 from cos.tls import PEM_CERTIFICATE, TlsFileError, read_pem
 from cos.v1 import cluster_pb2, cluster_pb2_grpc, readside_pb2, readside_pb2_grpc
 

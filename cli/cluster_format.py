@@ -8,7 +8,7 @@ from datetime import timezone
 
 from rich.table import Table
 
-from cos.sharding.report import HostHealth, ShardReport
+from cos.sharding import HostHealth, ShardReport
 from cos.storage import Heartbeat
 from cos.v1 import cluster_pb2
 

@@ -14,7 +14,7 @@ from cli.settings_help import settings_table
 from cos.environment import environment_warnings, read_side_lines
 from cos.errors import StartupError
 from cos.logs import configure_logging, prepare_ray_log_forwarding
-from cos.runtime.ray import prepare_ray
+from cos.runtime import prepare_ray
 from cos.settings import (
     SettingsError,
     load_database_settings,
@@ -80,7 +80,7 @@ def serve(
         raise _fail(str(exc)) from None
     ray_address = address or settings.ray.address
     prepare_ray(settings.ray, local=ray_address is None)  # before the first import of ray
-    from cos.runtime.driver import run
+    from cos.runtime import run
 
     configure_logging(settings.logging)  # after importing ray, which sets up its own
     for warning in environment_warnings(settings):
@@ -148,8 +148,7 @@ def shards(
     from rich.console import Console
 
     from cli.cluster_format import shards_table
-    from cos.runtime import shard_report
-    from cos.runtime.ray import connect_ray, disconnect_ray
+    from cos.runtime import connect_ray, disconnect_ray, shard_report
 
     connect_ray(address, quiet=True)
     try:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
 
 
 class Background:
@@ -20,8 +19,7 @@ class Background:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
 
-    # Coroutine[Any, Any, None]: asyncio.create_task's own parameter type.
-    def start(self, work: Coroutine[Any, Any, None]) -> None:
+    def start(self, work: Coroutine[object, object, None]) -> None:
         """Run ``work`` until it returns or :meth:`stop` is called."""
         task = asyncio.create_task(work)
         self._tasks.add(task)

@@ -9,7 +9,7 @@ import difflib
 import os
 from collections.abc import Mapping
 
-from cos.readside.config import describe, env_variables
+from cos.readside import describe, env_variables
 from cos.settings import CosSettings, known_variables
 
 # Variables Chief of State documented once and no longer reads, or that have no

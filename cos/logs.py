@@ -152,11 +152,23 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class PublicNames(logging.Filter):
+    """Names a record's logger as operators know it: by the public path of its module
+    (``cos.postgres.embedded`` for ``cos.postgres._embedded``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "._" in record.name:
+            record.name = record.name.replace("._", ".")
+        return True
+
+
 def configure_logging(settings: LogSettings, stream: IO[str] | None = None) -> None:
     """Send every log record of this process to ``stream`` (stderr) in the chosen style,
-    identical warnings rate-limited (:class:`RepeatFilter`)."""
+    identical warnings rate-limited (:class:`RepeatFilter`), loggers by their public names
+    (:class:`PublicNames`)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter_for(settings))
+    handler.addFilter(PublicNames())
     handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -13,7 +13,7 @@ import enum
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -28,20 +28,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cos.breaker import BreakerSettings, ReadSideBreakerSettings
 from cos.config import Part, env_name, lower_case
-from cos.http.descriptors import read_sets
-from cos.http.settings import HttpSettings
+from cos.http import HttpSettings, read_sets
 from cos.logs import LogSettings
-from cos.postgres.settings import DatabaseSettings
-from cos.readside.config import ReadSideConfigError, load_read_sides
-from cos.readside.settings import ReadSideSettings
-from cos.service.operator_auth import OperatorSettings
-from cos.sharding.settings import ClusterSettings
+from cos.postgres import DatabaseSettings
+from cos.readside import ReadSideConfigError, ReadSideSettings, load_read_sides
+from cos.service import OperatorSettings
+from cos.sharding import ClusterSettings
 from cos.storage import JournalSettings
-from cos.subscription.settings import SubscriptionSettings
-from cos.telemetry.config import TelemetryConfig, TelemetryConfigError, TelemetrySettings
+from cos.subscription import SubscriptionSettings
+from cos.telemetry import TelemetryConfig, TelemetryConfigError, TelemetrySettings
 from cos.tls import TlsSettings
 from cos.transport import GrpcSettings
-from cos.writeside.settings import HandlerSettings, ShardSettings
+from cos.writeside import HandlerSettings, ShardSettings
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -176,7 +174,7 @@ def known_variables() -> set[str]:
     return {variable for part in PARTS.values() for variable in settings_variables(part)}
 
 
-def settings_from(values: Mapping[str, Any]) -> CosSettings:
+def settings_from(values: Mapping[str, object]) -> CosSettings:
     """Settings from ``values``, keyed by environment variable (``COS_NUM_SHARDS``) or, for
     what no variable sets, by ``part.field`` (``read_side.read_sides``); every other
     setting keeps its default. Raises :class:`SettingsError` naming the variable."""
@@ -200,9 +198,9 @@ def settings_from(values: Mapping[str, Any]) -> CosSettings:
     return CosSettings(**parts)
 
 
-def replaced(settings: CosSettings, values: Mapping[str, Any]) -> CosSettings:
+def replaced(settings: CosSettings, values: Mapping[str, object]) -> CosSettings:
     """``settings`` with ``values`` (keyed as :func:`settings_from` keys them) set."""
-    current: dict[str, Any] = {}
+    current: dict[str, object] = {}
     for name, part in PARTS.items():
         chosen = getattr(settings, name)
         for variable, field in settings_variables(part).items():
@@ -213,7 +211,7 @@ def replaced(settings: CosSettings, values: Mapping[str, Any]) -> CosSettings:
     return settings_from({**current, **values})
 
 
-def _validated(part: type[P], values: Mapping[str, Any]) -> P:
+def _validated(part: type[P], values: Mapping[str, object]) -> P:
     try:
         return part.model_validate(values)
     except ValidationError as exc:
@@ -287,20 +285,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> CosSettings:
     secrets, the read sides' YAML and the HTTP API's descriptor sets (a set that cannot
     be read is a ``DescriptorsError``)."""
     environ = os.environ if environ is None else environ
-    parts: dict[str, Any] = {"db": load_database_settings()}
-    for name, part in PARTS.items():
-        if name != "db":
-            parts[name] = read_part(part)
-    parts["ray"] = _with_secret(parts["ray"], "COS_RAY_AUTH_TOKEN", "auth_token")
-    parts["operator"] = _with_secret(parts["operator"], "COS_ADMIN_TOKEN", "token")
-    parts["telemetry"] = _with_otel(parts["telemetry"], environ)
-    parts["read_side"] = _with_read_sides(parts["read_side"], environ)
-    http: HttpSettings = parts["http"]
+    parts: dict[str, BaseModel] = {"db": load_database_settings()}
+    parts |= {name: read_part(part) for name, part in PARTS.items() if name != "db"}
+    settings = CosSettings.model_validate(parts)
+    http = settings.http
     if http.served and http.proto_descriptors:
-        parts["http"] = http.model_copy(
-            update={"descriptor_sets": read_sets(http.proto_descriptors)}
-        )
-    return CosSettings(**parts)
+        http = http.model_copy(update={"descriptor_sets": read_sets(http.proto_descriptors)})
+    return settings.model_copy(
+        update={
+            "ray": _with_secret(settings.ray, "COS_RAY_AUTH_TOKEN", "auth_token"),
+            "operator": _with_secret(settings.operator, "COS_ADMIN_TOKEN", "token"),
+            "telemetry": _with_otel(settings.telemetry, environ),
+            "read_side": _with_read_sides(settings.read_side, environ),
+            "http": http,
+        }
+    )
 
 
 def _with_secret(part: P, variable: str, field: str) -> P:

@@ -21,6 +21,9 @@ MAX_RECONNECT_BACKOFF_MS = 1000
 # gRPC's own default, and COS_MAX_MESSAGE_BYTES's.
 DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024
 
+# A call's metadata (request headers): keys lower case, ``-bin`` keys with bytes.
+Metadata = Sequence[tuple[str, str | bytes]]
+
 # Set on a call forwarded to the owner host: the receiver serves it locally or says
 # "not owner", never forwards again, so a stale routing table cannot make a loop.
 FORWARDED = "x-cos-forwarded"

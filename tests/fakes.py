@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 
 from chief_of_state.v1 import writeside_pb2
 from cos.errors import ConflictError, JournalRejectedError
-from cos.sharding.report import ShardInfo
+from cos.sharding import ShardInfo
 from cos.storage import EntityAppend, IdempotencyRecord, Recovered, StoredEvent
-from cos.writeside.handler import HandlerCall
+from cos.writeside import HandlerCall
 
 
 class FakeJournalStore:

@@ -9,8 +9,26 @@ uvicorn beside the gRPC server of each node.
     server.py       uvicorn in the node's event loop
 """
 
-from cos.http.app import build_app
-from cos.http.convert import AnyCodec, codec_for
-from cos.http.server import HttpServer
+from __future__ import annotations
 
-__all__ = ["AnyCodec", "HttpServer", "build_app", "codec_for"]
+from typing import TYPE_CHECKING
+
+from cos.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from cos.http._app import build_app
+    from cos.http._convert import AnyCodec, codec_for
+    from cos.http._descriptors import read_sets
+    from cos.http._server import HttpServer
+    from cos.http._settings import HttpSettings
+
+__all__ = [
+    "AnyCodec",
+    "HttpServer",
+    "HttpSettings",
+    "build_app",
+    "codec_for",
+    "read_sets",
+]
+
+__getattr__ = lazy_exports(__name__)

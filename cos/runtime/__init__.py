@@ -4,18 +4,19 @@ the ``cos serve`` driver. The only package that imports Ray, and the one that bu
 PostgreSQL backend into the parts that use it.
 
 What the CLI, the tests and the benchmarks use is named here. The names load their
-modules when first used: ``cos.runtime.ray`` must be imported before Ray is, so importing
+modules when first used: ``prepare_ray`` must run before Ray is imported, so importing
 this package imports nothing else.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from cos.exports import lazy_exports
+
 if TYPE_CHECKING:
-    from cos.runtime.assembly import NodePorts
-    from cos.runtime.deploy import (
+    from cos.runtime._assembly import NodePorts
+    from cos.runtime._deploy import (
         FAST_NODE_FAILURE,
         ClusterMismatchError,
         NodeTakenError,
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
         start_host,
         start_runtime,
     )
-    from cos.runtime.node import Node
+    from cos.runtime._driver import run
+    from cos.runtime._node import Node
+    from cos.runtime._ray import connect_ray, disconnect_ray, prepare_ray
 
 __all__ = [
     "FAST_NODE_FAILURE",
@@ -42,23 +45,18 @@ __all__ = [
     "RayNode",
     "Runtime",
     "alive_nodes",
+    "connect_ray",
     "coordinator_of",
+    "disconnect_ray",
     "join_node",
     "launch_host",
     "lookup_actor",
+    "prepare_ray",
     "register_host",
+    "run",
     "shard_report",
     "start_host",
     "start_runtime",
 ]
-_SOURCES = ("cos.runtime.assembly", "cos.runtime.node", "cos.runtime.deploy")
 
-
-def __getattr__(name: str) -> object:
-    """A name of ``__all__``, from the module that defines it (imported now)."""
-    if name in __all__:
-        for source in _SOURCES:
-            module = importlib.import_module(source)
-            if hasattr(module, name):
-                return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__)

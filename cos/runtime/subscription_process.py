@@ -25,6 +25,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import IO
 
+from cos.background import Background
 from cos.errors import PortInUseError, StartupError
 from cos.logs import configure_logging
 from cos.postgres import (
@@ -35,7 +36,7 @@ from cos.postgres import (
     PostgresDatastore,
     PostgresJournalStore,
 )
-from cos.runtime.server import bind, new_server
+from cos.runtime._server import bind, new_server
 from cos.service import add_subscription_service
 from cos.settings import CosSettings
 from cos.subscription import SubscriptionHub
@@ -64,14 +65,14 @@ class SubscriptionProcess:
     def __init__(self, settings: CosSettings, target: DatabaseTarget, port: int) -> None:
         self._order = _Order(settings, target, port)
         self._child: subprocess.Popen[bytes] | None = None
-        self._keeper: asyncio.Task[None] | None = None
+        self._keeper = Background()
         self.address = f"{settings.server.address}:{port}"
 
     async def start(self) -> None:
         """Start the child and wait until it serves; PortInUseError or StartupError
         (with the child's own words) when it cannot."""
         self._child = await asyncio.to_thread(self._spawn)
-        self._keeper = asyncio.create_task(self._keep())
+        self._keeper.start(self._keep())
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -115,10 +116,7 @@ class SubscriptionProcess:
     async def stop(self, grace: float) -> None:
         """Close the child's pipe: it ends its streams and exits (killed after ``grace``
         and a few seconds)."""
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+        await self._keeper.stop()
         child, self._child = self._child, None
         if child is None:
             return

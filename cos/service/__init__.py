@@ -6,10 +6,17 @@ interceptors that refuse undecodable requests and guard the operator API, the no
 health, and the operator token's local file.
 """
 
-from cos.service.decoding import RefuseUndecodable
-from cos.service.health import NodeHealth
-from cos.service.operator_auth import LOCAL_TOKEN_FILE, OperatorGate, OperatorSettings
-from cos.service.services import add_node_services, add_subscription_service
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cos.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from cos.service._decoding import RefuseUndecodable
+    from cos.service._health import NodeHealth
+    from cos.service._operator_auth import LOCAL_TOKEN_FILE, OperatorGate, OperatorSettings
+    from cos.service._services import add_node_services, add_subscription_service
 
 __all__ = [
     "LOCAL_TOKEN_FILE",
@@ -20,3 +27,5 @@ __all__ = [
     "add_node_services",
     "add_subscription_service",
 ]
+
+__getattr__ = lazy_exports(__name__)

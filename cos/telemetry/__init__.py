@@ -15,10 +15,17 @@ is off.
   that encodes and exports spans.
 """
 
-from cos.telemetry.config import TelemetryConfig, TelemetryConfigError, TelemetrySettings
-from cos.telemetry.instruments import NO_INSTRUMENTS, Instruments
-from cos.telemetry.setup import MetricsEndpoint, Telemetry
-from cos.telemetry.wrappers import Wrappers
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cos.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from cos.telemetry._config import TelemetryConfig, TelemetryConfigError, TelemetrySettings
+    from cos.telemetry._instruments import NO_INSTRUMENTS, Instruments
+    from cos.telemetry._setup import MetricsEndpoint, Telemetry
+    from cos.telemetry._wrappers import Wrappers
 
 __all__ = [
     "NO_INSTRUMENTS",
@@ -30,3 +37,5 @@ __all__ = [
     "TelemetrySettings",
     "Wrappers",
 ]
+
+__getattr__ = lazy_exports(__name__)

@@ -19,7 +19,7 @@ from chief_of_state.v1 import service_pb2_grpc
 from cos.postgres import DatabaseTarget
 from cos.runtime import FAST_NODE_FAILURE, Runtime, alive_nodes, start_host, start_runtime
 from cos.settings import CosSettings
-from cos.sharding.names import HTTP_PORT_LABEL, NAMESPACE, PORT_LABEL
+from cos.sharding import HTTP_PORT_LABEL, NAMESPACE, PORT_LABEL
 from tests.cluster.serving import RayNode
 from tests.support import ADMIN_TOKEN, cos_settings, free_port
 

@@ -16,7 +16,7 @@ import psutil
 import ray
 
 from chief_of_state.v1 import service_pb2
-from cos.sharding.routing import shard_of
+from cos.sharding import shard_of
 from tests.cluster.checks import (
     Load,
     assert_journal_consistent,

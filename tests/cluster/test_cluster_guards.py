@@ -10,7 +10,7 @@ import asyncpg
 import grpc
 import pytest
 
-from cos.sharding.routing import shard_of
+from cos.sharding import shard_of
 from tests.cluster.checks import journal_revisions
 from tests.cluster.conftest import ClusterRuntime, Nodes
 from tests.integration.commands import send

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cos.environment import environment_warnings
-from cos.readside.config import FailurePolicy, ReadSideConfig, from_yaml
+from cos.readside._config import FailurePolicy, ReadSideConfig, from_yaml
 from cos.settings import DeploymentMode, load_settings
 from tests.helm.chart import (
     READ_SIDES,

@@ -18,7 +18,7 @@ from cos import postgres
 from cos.postgres import DatabaseTarget
 from cos.runtime import Runtime, start_runtime
 from cos.settings import CosSettings
-from cos.sharding.names import NAMESPACE
+from cos.sharding import NAMESPACE
 from tests.support import ADMIN_TOKEN, Serve, cos_settings, free_port
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cos.readside.config import FailurePolicy, ReadSideConfig
+from cos.readside._config import FailurePolicy, ReadSideConfig
 from tests.support import ADMIN_TOKEN, ROOT, Process, free_port
 
 

@@ -11,9 +11,8 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
-from cos.readside.config import FailurePolicy
-from cos.sharding.names import host_prefix
-from cos.sharding.routing import shard_of
+from cos.readside._config import FailurePolicy
+from cos.sharding import host_prefix, shard_of
 from tests.integration.commands import request
 from tests.integration.conftest import RunningRuntime, StartRuntime
 from tests.integration.readsides import Reader, start_reader, wait_until

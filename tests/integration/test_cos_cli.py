@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from cos.readside.config import FailurePolicy
-from cos.sharding.routing import shard_of
+from cos.readside._config import FailurePolicy
+from cos.sharding import shard_of
 from tests.integration.commands import request
 from tests.integration.conftest import RunningRuntime, StartRuntime
 from tests.integration.readsides import Reader, cli, start_reader, wait_until

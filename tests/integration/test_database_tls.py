@@ -20,9 +20,7 @@ import asyncpg
 import pytest
 
 from cos.errors import DatabaseUnreachableError
-from cos.postgres import DatabaseTarget
-from cos.postgres.database import wait_for_database
-from cos.postgres.settings import DatabaseSettings
+from cos.postgres import DatabaseSettings, DatabaseTarget, wait_for_database
 from tests.integration.tls import Authority
 
 SSL_REQUEST = 80877103

@@ -11,10 +11,10 @@ import pytest
 
 from cos import postgres
 from cos.errors import HistoryDeletedError, InvalidRequestError, NotFoundError, OutOfRangeError
-from cos.history.reader import HistoryReader
+from cos.history import HistoryReader
 from cos.storage import JournalSettings
 from cos.v1 import history_pb2, history_pb2_grpc
-from cos.writeside import entity as logic
+from cos.writeside import _entity as logic
 from tests.integration.commands import command, request, struct_of
 from tests.integration.conftest import StartRuntime
 

@@ -29,7 +29,7 @@ from schemathesis.checks import (
 )
 
 from chief_of_state.v1 import service_pb2
-from cos.http.descriptors import read_sets
+from cos.http import read_sets
 from cos.postgres import DatabaseTarget
 from tests.integration.commands import base64_command, struct_of
 from tests.integration.conftest import RunningRuntime, StartRuntime

@@ -13,8 +13,8 @@ import grpc
 import pytest
 
 from chief_of_state.v1 import service_pb2
-from cos.readside.config import FailurePolicy
-from cos.sharding.routing import shard_of
+from cos.readside._config import FailurePolicy
+from cos.sharding import shard_of
 from tests.integration.commands import request
 from tests.integration.conftest import StartRuntime
 from tests.integration.readsides import Reader, start_reader, wait_until

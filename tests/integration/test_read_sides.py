@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from chief_of_state.v1 import manager_pb2, manager_pb2_grpc
-from cos.readside.config import FailurePolicy
-from cos.sharding.routing import shard_of
+from cos.readside._config import FailurePolicy
+from cos.sharding import shard_of
 from tests.integration.commands import request
 from tests.integration.conftest import RunningRuntime, StartRuntime
 from tests.integration.readsides import Reader, cli, start_reader, wait_until

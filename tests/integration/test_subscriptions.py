@@ -23,8 +23,8 @@ from chief_of_state.v1 import service_pb2_grpc
 from cos.errors import PortInUseError
 from cos.postgres import DatabaseTarget
 from cos.runtime.subscription_process import SubscriptionProcess
-from cos.service.subscription import NOT_ENABLED
-from cos.sharding.routing import shard_of
+from cos.service._subscription import NOT_ENABLED
+from cos.sharding import shard_of
 from cos.v1 import subscription_pb2, subscription_pb2_grpc
 from tests.integration.commands import request
 from tests.integration.conftest import RunningRuntime, StartRuntime, runtime_settings

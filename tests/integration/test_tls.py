@@ -12,11 +12,10 @@ import grpc
 import pytest
 
 from chief_of_state.v1 import service_pb2_grpc
-from cos.sharding.forward import PeerClients
-from cos.sharding.host import Route
+from cos.sharding import PeerClients, Route
 from cos.tls import TlsFiles
 from cos.v1 import cluster_pb2, cluster_pb2_grpc
-from cos.writeside.commands import CommandRequest
+from cos.writeside import CommandRequest
 from tests.integration.commands import command, request, state_of
 from tests.integration.conftest import StartRuntime
 from tests.integration.tls import Authority

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from cos.postgres import DatabaseTarget, PoolLimits, PostgresDatastore, PostgresLeaseStore
-from cos.sharding.routing import shard_of
+from cos.sharding import shard_of
 from tests.integration.commands import request, state_of
 from tests.integration.conftest import StartRuntime
 from tests.integration.tls import self_signed_localhost

@@ -80,3 +80,16 @@ def test_readme_sample_log_is_not_of_one_machine() -> None:
     assert "embedded PostgreSQL running in .cos-data/postgres" in readme
     assert re.search(r"cos serve ready: \S+ listening on 127\.0\.0\.1:9000", readme)
     assert not re.search(r"(/work/|/home/|/root/|/tmp/)", readme)
+
+
+def test_readme_layout_names_every_part_of_cos() -> None:
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    layout = layout[: layout.index("\n## ") if "\n## " in layout else len(layout)]
+    parts = [
+        f"cos/{path.name}/" if path.is_dir() else f"cos/{path.name}"
+        for path in sorted((ROOT / "cos").iterdir())
+        if path.name not in {"__init__.py", "__pycache__", "v1", "py.typed"}
+        and (path.is_dir() or path.suffix == ".py")
+    ]
+    assert [part for part in parts if f"`{part}`" not in layout] == []

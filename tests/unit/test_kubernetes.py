@@ -14,8 +14,8 @@ import kmock
 import pytest
 from kubernetes import client
 
-from cos.runtime.kubernetes import PodWatch
-from cos.sharding.formation import Pod
+from cos.runtime._kubernetes import PodWatch
+from cos.sharding import Pod
 
 NAMESPACE = "cos"
 PODS = f"/api/v1/namespaces/{NAMESPACE}/pods"
@@ -160,7 +160,7 @@ async def test_an_unreachable_api_is_retried(watching: Watching) -> None:
 
 def test_docker_mode_does_not_import_the_kubernetes_package() -> None:
     code = (
-        "import sys, cli.main, cos.runtime.driver, cos.runtime, cos.runtime.node\n"
+        "import sys, cli.main, cos.runtime._driver, cos.runtime, cos.runtime._node\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'kubernetes'], 'imported'\n"
         "print('ok')"
     )

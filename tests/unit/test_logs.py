@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from cos.logs import LogSettings, LogStyle, RepeatFilter, configure_logging
-from cos.telemetry.setup import add_trace_ids_to_logs
+from cos.telemetry._setup import add_trace_ids_to_logs
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from rich.console import Console
 
 from cli.cluster_format import health_from_response, health_table, shard_ranges
-from cos.sharding.report import HostHealth
+from cos.sharding import HostHealth
 from cos.storage import Heartbeat
 from cos.v1 import cluster_pb2
 

@@ -6,7 +6,7 @@ import pytest
 from starlette.requests import Request
 
 from cos.errors import InvalidRequestError
-from cos.http.app import metadata_of
+from cos.http._app import metadata_of
 
 
 def _request(*headers: tuple[bytes, bytes]) -> Request:

@@ -20,9 +20,10 @@ from cos.errors import (
     TooLargeError,
     UnavailableError,
 )
-from cos.http.convert import AnyCodec, from_base64, meta_to_json, to_base64
-from cos.http.descriptors import descriptor_paths, load_pool, read_sets
-from cos.http.status import HTTP_STATUS, failure, http_status
+from cos.http import AnyCodec, read_sets
+from cos.http._convert import from_base64, meta_to_json, to_base64
+from cos.http._descriptors import descriptor_paths, load_pool
+from cos.http._status import HTTP_STATUS, failure, http_status
 from cos.status import DETAILS_KEY
 from tests.integration.commands import command
 

@@ -4,15 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from cos.readside.config import (
-    FailurePolicy,
-    ReadSideConfig,
-    ReadSideConfigError,
-    describe,
-    from_env,
-    from_yaml,
-    load_read_sides,
-)
+from cos.readside import ReadSideConfigError, describe, load_read_sides
+from cos.readside._config import FailurePolicy, ReadSideConfig, from_env, from_yaml
 
 TWO = """
 readSideId: accounts

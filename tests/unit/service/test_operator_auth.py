@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from cos.service.operator_auth import OperatorSettings
+from cos.service import OperatorSettings
 
 Code = grpc.StatusCode
 

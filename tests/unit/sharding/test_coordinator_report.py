@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from cos.sharding.coordinator import Coordinator
-from cos.sharding.report import ShardReport
+from cos.sharding import Coordinator, ShardReport
 from tests.fakes import FakeHost
 
 
@@ -32,5 +31,4 @@ async def test_the_report_names_owner_address_epoch_and_active_entities() -> Non
             shard: owners[shard] == "h2" for shard in range(4)
         }
     finally:
-        if coordinator._monitor is not None:
-            coordinator._monitor.cancel()
+        await coordinator.close()

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cos.sharding.coordinator import Coordinator
-from cos.sharding.formation import Membership, Pod, PodSeen
+from cos.sharding import Coordinator, Pod, PodSeen
+from cos.sharding._formation import Membership
 from tests.fakes import FakeHost
 
 SHARDS = 6

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cos.sharding.keeper import routes_from, takeover_plan
+from cos.sharding._keeper import routes_from, takeover_plan
 from cos.storage import Lease
 
 PREFIX = "c-host-"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from cos.sharding.placement import plan_assignment
+from cos.sharding._placement import plan_assignment
 
 
 def loads(plan: dict[int, str]) -> list[int]:

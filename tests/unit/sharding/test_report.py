@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from cos.sharding.report import HostHealth, ShardReport, host_health
+from cos.sharding import HostHealth, ShardReport, host_health
 from cos.storage import Heartbeat
 
 AT = datetime(2026, 12, 1, tzinfo=timezone.utc)

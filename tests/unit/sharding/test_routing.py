@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from cos.sharding.routing import java_string_hashcode, shard_of
+from cos.sharding import shard_of
+from cos.sharding._routing import java_string_hashcode
 
 
 @pytest.mark.parametrize(

@@ -13,13 +13,12 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from chief_of_state.v1 import writeside_pb2
 from cos.errors import HandlerCallError
-from cos.telemetry.inbound import TelemetryInterceptor
-from cos.telemetry.instruments import Instruments
-from cos.telemetry.outbound import ObservedWriteHandler
-from cos.telemetry.setup import _propagator
-from cos.writeside.commands import CommandRequest
-from cos.writeside.entity import EntityState, initial_state
-from cos.writeside.handler import HandlerCall
+from cos.telemetry import Instruments
+from cos.telemetry._inbound import TelemetryInterceptor
+from cos.telemetry._outbound import ObservedWriteHandler
+from cos.telemetry._setup import _propagator
+from cos.writeside import CommandRequest, EntityState, HandlerCall
+from cos.writeside._entity import initial_state
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cos.settings import SettingsError, load_settings
-from cos.telemetry.config import TelemetryConfig, TelemetryConfigError
+from cos.telemetry import TelemetryConfig, TelemetryConfigError
 
 
 def config(**environ: str) -> TelemetryConfig:

@@ -11,9 +11,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cos.storage import EntityAppend, NewEvent
-from cos.telemetry.instruments import Instruments
-from cos.telemetry.journal import ObservedJournalWriter
-from cos.writeside.group_commit import GroupCommitWriter
+from cos.telemetry import Instruments
+from cos.telemetry._journal import ObservedJournalWriter
+from cos.writeside._group_commit import GroupCommitWriter
 from tests.fakes import FakeJournalStore
 
 

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from cos.errors import StartupError
-from cos.telemetry.config import TelemetryConfig
-from cos.telemetry.setup import MetricsEndpoint, Telemetry
+from cos.telemetry import MetricsEndpoint, Telemetry, TelemetryConfig
 from tests.support import free_port
 
 

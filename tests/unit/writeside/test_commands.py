@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from google.protobuf import any_pb2
 
-from cos.writeside.commands import (
+from cos.writeside import (
     CommandHandler,
     CommandInterceptor,
     CommandRequest,
+    EntityState,
     StateRequest,
     chain,
 )
-from cos.writeside.entity import EntityState, initial_state
+from cos.writeside._entity import initial_state
 
 
 class FakeRouter:

@@ -8,7 +8,7 @@ from google.protobuf import any_pb2, empty_pb2, struct_pb2, wrappers_pb2
 from chief_of_state.v1 import common_pb2, persistence_pb2, writeside_pb2
 from cos.errors import HandlerReplyError
 from cos.storage import Recovered
-from cos.writeside import entity
+from cos.writeside import _entity as entity
 
 WHEN = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 

@@ -7,7 +7,8 @@ import pytest
 
 from cos.errors import ConflictError, JournalRejectedError
 from cos.storage import EntityAppend, NewEvent
-from cos.writeside.group_commit import Committed, GroupCommitWriter
+from cos.writeside import Committed
+from cos.writeside._group_commit import GroupCommitWriter
 from tests.fakes import FakeJournalStore
 
 

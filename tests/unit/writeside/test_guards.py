@@ -13,8 +13,9 @@ from cos.errors import (
     RevisionMismatchError,
 )
 from cos.storage import IdempotencyRecord
-from cos.writeside.entity import EntityState, initial_state
-from cos.writeside.guards import (
+from cos.writeside import EntityState
+from cos.writeside._entity import initial_state
+from cos.writeside._guards import (
     NO_GUARDS,
     KeyUse,
     check_expected_revision,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from cos.errors import JournalUnavailableError
-from cos.writeside.sweeps import Sweeps, forget_expired_keys
+from cos.writeside import Sweeps
+from cos.writeside._sweeps import forget_expired_keys
 from tests.fakes import FakeJournalStore
 
 

@@ -8,11 +8,9 @@ from google.protobuf import any_pb2, wrappers_pb2
 from cos.errors import ConflictError, IdempotencyKeyReusedError
 from cos.storage import IdempotencyRecord
 from cos.transport import DEFAULT_MAX_MESSAGE
-from cos.writeside.commands import CommandRequest
-from cos.writeside.entity import initial_state
-from cos.writeside.guards import command_hash
-from cos.writeside.settings import ShardSettings
-from cos.writeside.shard import Shard, ShardParts
+from cos.writeside import CommandRequest, Shard, ShardParts, ShardSettings
+from cos.writeside._entity import initial_state
+from cos.writeside._guards import command_hash
 from tests.fakes import FakeJournalStore, FakeWriteHandler
 
 

@@ -1,0 +1,165 @@
+"""A node of the runtime: what ``cos.runtime._deploy`` runs as the Ray actor of a node.
+
+It assembles its parts inside the actor's event loop (``cos.runtime.assembly``), serves
+until stopped, and passes the coordinator's calls (:class:`cos.sharding.handles.HostHandle`)
+to its shard host.
+
+    gRPC ──> servicers ──┐
+    HTTP ──> cos.http ───┴──> interceptors ──> ShardHost ──> Shard ──> write handler
+                                               │            └──> GroupCommitWriter ──> journal
+                                               └──> PeerClients (the owner's gRPC port)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+
+import grpc
+
+from cos.background import Background
+from cos.logs import configure_logging
+from cos.postgres import DatabaseTarget
+from cos.runtime._assembly import SERVICES, NodePlan, NodePorts, assemble
+from cos.service import NodeHealth
+from cos.settings import CosSettings
+from cos.sharding import CoordinatorHandle, Routes, ShardHost, ShardInfo
+from cos.writeside import Interceptor
+
+log = logging.getLogger("cos.node")
+
+_LIFELINE_CHECK = 0.1  # seconds between checks that the raylet and the driver live
+
+
+class Node:
+    """One node: its shard host, read sides and servers."""
+
+    def __init__(
+        self,
+        settings: CosSettings,
+        target: DatabaseTarget,
+        host_id: str,
+        *,
+        ports: NodePorts,
+        advertise: str,
+        interceptors: Sequence[Interceptor] = (),
+        driver_pid: int | None = None,
+    ) -> None:
+        self.host_id = host_id
+        self._plan = NodePlan(settings, target, host_id, ports, advertise, tuple(interceptors))
+        self._health = NodeHealth(SERVICES)
+        self._stack: AsyncExitStack | None = None
+        self._shard_host: ShardHost | None = None
+        self._driver_pid = driver_pid
+
+    async def start(self) -> str:
+        """Start every part and serve; returns the gRPC server's address. Raises a
+        ``StartupError`` (``PortInUseError`` for a taken port) after undoing what was
+        started."""
+        settings = self._plan.settings
+        configure_logging(settings.logging)
+        stack = AsyncExitStack()
+        try:
+            parts = await assemble(stack, self._plan, self._health)
+            watchdog = Background()
+            watchdog.start(self._watch_lifelines(parts.server))
+            stack.push_async_callback(watchdog.stop)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack, self._shard_host = stack, parts.host
+        return f"{settings.server.address}:{self._plan.ports.grpc}"
+
+    async def stop(self) -> None:
+        """Health ``NOT_SERVING``, stop taking calls, let those in flight finish, then
+        release everything, in the reverse order it was started."""
+        stack, self._stack = self._stack, None
+        if stack is None:
+            await self._health.stopping()
+            return
+        await stack.aclose()
+
+    async def _watch_lifelines(self, server: grpc.aio.Server) -> None:
+        """Stop serving at once when this node's raylet or its ``cos serve`` is gone.
+
+        Left alone, the actor's process outlives a killed raylet by seconds and goes on
+        acknowledging commands, and a detached actor outlives its driver for good. The
+        raylet is this process's parent; the driver runs on the same machine.
+        """
+        parent = os.getppid()
+        while True:
+            await asyncio.sleep(_LIFELINE_CHECK)
+            if os.getppid() != parent:
+                gone = "its Ray node (the raylet) is gone"
+            elif self._driver_pid is not None and not _running(self._driver_pid):
+                gone = f"its cos serve (pid {self._driver_pid}) is gone"
+            else:
+                continue
+            log.error("shard host %s: %s; it stops serving now", self.host_id, gone)
+            await server.stop(0)
+            os._exit(1)
+
+    @property
+    def _host(self) -> ShardHost:
+        if self._shard_host is None or self._stack is None:
+            raise RuntimeError(f"node {self.host_id} is not started")
+        return self._shard_host
+
+    # -- the coordinator's HostHandle, passed on to the host ------------------------
+
+    async def attach(self, coordinator: CoordinatorHandle) -> None:
+        """Remember the coordinator."""
+        await self._host.attach(coordinator)
+
+    async def assign(self, shards: Sequence[int]) -> dict[int, int]:
+        """Serve ``shards`` (taking their leases); returns each one's epoch."""
+        return await self._host.assign(shards)
+
+    async def release(self, shards: Sequence[int]) -> None:
+        """Hand ``shards`` over once their in-flight commands are done."""
+        await self._host.release(shards)
+
+    async def set_routes(self, routes: Routes) -> None:
+        """The whole route table (the coordinator sends it once the shards are placed)."""
+        await self._host.set_routes(routes)
+        await self._health.serving()
+
+    async def shutting_down(self) -> None:
+        """Health ``NOT_SERVING`` from now on: the node hands its shards over, then stops."""
+        await self._health.stopping()
+
+    async def shards(self) -> list[ShardInfo]:
+        """The shards this node serves."""
+        return await self._host.shards()
+
+    async def address(self) -> str:
+        """Where other nodes reach this node's gRPC server."""
+        return self._plan.advertise
+
+    async def ping(self) -> str:
+        """Liveness probe for the driver and the coordinator."""
+        return self.host_id
+
+    # -- for operators and tests -----------------------------------------------------
+
+    async def pid(self) -> int:
+        """The process id (tests pause it to simulate a partition)."""
+        return os.getpid()
+
+    async def stats(self) -> dict[str, int]:
+        """Counters: fenced writes, shards served."""
+        host = self._host
+        return {"fenced_writes": host.fenced_writes, "shards": len(await host.shards())}
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True

@@ -1,0 +1,281 @@
+"""A shard: its entities' mailboxes and cache, the write handler calls and the journal writer.
+
+Per-entity order lives here. Each entity has a mailbox, an ``asyncio.Lock`` whose waiters
+are served first in, first out: the commands of one entity run one at a time, in the order
+they arrived, each on the state the one before produced, while other entities run
+concurrently. A command's reply waits for its journal write (durability before reply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from google.protobuf import any_pb2
+
+from chief_of_state.v1 import persistence_pb2, writeside_pb2
+from cos.errors import DeadlineExceededError, ShardNotOwnedError, shorten
+from cos.storage import JournalStore
+from cos.transport import Metadata
+from cos.writeside import _entity as logic
+from cos.writeside._commands import CommandRequest
+from cos.writeside._entity import EntityState
+from cos.writeside._group_commit import CommitListener, GroupCommitWriter, JournalWriter
+from cos.writeside._guards import NO_GUARDS, Guarded, Guards, KeyUse, guards_of
+from cos.writeside._handler import HandlerCall, WriteHandler
+from cos.writeside._limits import check_event, check_record_size
+from cos.writeside._settings import ShardSettings
+
+# The W3C trace context always reaches the handler, whatever is configured.
+TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
+
+
+@dataclass(frozen=True)
+class ShardParts:
+    """What every shard of a node shares, and how a new one is made."""
+
+    journal: JournalStore
+    handler: WriteHandler
+    settings: ShardSettings
+    cache_size: int  # entities in memory per shard
+    max_message: int  # COS_MAX_MESSAGE_BYTES: an event with its state must fit
+    # Request headers sent on to the handler besides the trace context.
+    propagated: tuple[str, ...] = ()
+    # Wraps each shard's journal writer (telemetry observes the writes through it).
+    wrap_writer: Callable[[JournalWriter], JournalWriter] | None = None
+
+    def new_shard(self, number: int, epoch: int) -> Shard:
+        """Shard ``number``, writing with lease ``epoch``."""
+        writer: JournalWriter = GroupCommitWriter(
+            self.journal, number, epoch, self.settings.journal_max_batch
+        )
+        if self.wrap_writer is not None:
+            writer = self.wrap_writer(writer)
+        return Shard(number, writer, self)
+
+
+@dataclass
+class _Entity:
+    """An entity in memory: its mailbox (a FIFO lock) and its last known state."""
+
+    entity_id: str
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    current: EntityState | None = None
+    last_used: float = 0.0
+    busy: int = 0
+
+
+class Shard:
+    """Serves the entities of one shard: serial per entity, concurrent across entities."""
+
+    def __init__(self, number: int, writer: JournalWriter, parts: ShardParts) -> None:
+        self.number = number
+        self._writer = writer
+        self._store = parts.journal
+        self._handler = parts.handler
+        self._settings = parts.settings
+        self._cache_size = parts.cache_size
+        self._max_message = parts.max_message
+        self._propagated = (*parts.propagated, *TRACE_HEADERS)
+        self._guarded = Guarded(parts.journal)
+        self._entities: OrderedDict[str, _Entity] = OrderedDict()
+        self._closed = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def epoch(self) -> int:
+        return self._writer.epoch
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener`` after each commit of this shard's journal."""
+        self._writer.add_listener(listener)
+
+    @property
+    def active_entities(self) -> int:
+        return len(self._entities)
+
+    async def run(self, request: CommandRequest) -> EntityState:
+        """Run the command in the entity's mailbox; returns the state after it."""
+        guards = guards_of(request.metadata, request.command)  # malformed: refused at once
+        entity = self._checkout(request.entity_id)
+        # Shielded: a caller that goes away must not cut a command between its
+        # journal commit and the cache update. The entity is released by the
+        # shielded task itself, so it stays in the cache until the work is done.
+        return await asyncio.shield(self._run(entity, request, guards))
+
+    async def state_of(self, entity_id: str) -> EntityState:
+        """The entity's state after its last committed command."""
+        entity = self._checkout(entity_id)
+        try:
+            if entity.current is not None:
+                return entity.current
+            async with entity.lock:
+                return await self._load(entity)
+        finally:
+            self._release(entity)
+
+    async def _run(self, entity: _Entity, request: CommandRequest, guards: Guards) -> EntityState:
+        try:
+            async with entity.lock:
+                if request.deadline is not None and time.monotonic() >= request.deadline:
+                    # Its caller has given up: it must not run later, unseen.
+                    raise DeadlineExceededError(
+                        f"the caller's deadline passed while the command waited behind"
+                        f" others of entity {shorten(entity.entity_id)}; it was not run"
+                    )
+                current = await self._load(entity)
+                if guards is NO_GUARDS:
+                    return await self._apply(entity, current, request.command, request.metadata)
+                return await self._guarded.run(
+                    entity.entity_id,
+                    current,
+                    guards,
+                    apply=lambda state, key: self._apply(
+                        entity, state, request.command, request.metadata, key
+                    ),
+                    reload=lambda: self._load(entity),
+                )
+        finally:
+            self._release(entity)
+
+    async def _apply(
+        self,
+        entity: _Entity,
+        current: EntityState,
+        command: any_pb2.Any,
+        metadata: Metadata,
+        key: KeyUse | None = None,
+    ) -> EntityState:
+        """Run the command's handler calls and journal what they produced, with the record
+        of its idempotency ``key`` when it has one."""
+        # COS_COMMAND_HANDLER_TIMEOUT is the handler time of the whole command.
+        call = HandlerCall(
+            logic.select_headers(metadata, self._propagated),
+            time.monotonic() + self._settings.command_handler_timeout,
+        )
+        reply = await self._handler.handle_command(
+            writeside_pb2.HandleCommandRequest(
+                command=command, prior_state=current.state, prior_event_meta=current.meta
+            ),
+            call,
+        )
+        events = logic.events_of(reply)
+        if not events:
+            if key is not None:  # a no-op is remembered too: its retry must not run
+                await self._store.remember(
+                    self.number, self.epoch, entity.entity_id, key.at(current.revision)
+                )
+            return current
+        wrappers = await self._handle_events(entity, current, events, metadata, call)
+        append = logic.build_append(
+            entity.entity_id, current.revision, wrappers, self._settings.snapshot_every
+        )
+        if key is not None:  # committed with the events, in their transaction
+            revision = int(wrappers[-1].meta.revision_number)
+            append = dataclasses.replace(append, idempotency=key.at(revision))
+        try:
+            await self._writer.write(append)
+        except BaseException:
+            entity.current = None  # the commit may or may not have happened
+            raise
+        entity.current = logic.state_from_event(wrappers[-1])
+        return entity.current
+
+    async def _handle_events(
+        self,
+        entity: _Entity,
+        current: EntityState,
+        events: Sequence[any_pb2.Any],
+        metadata: Metadata,
+        call: HandlerCall,
+    ) -> list[persistence_pb2.EventWrapper]:
+        """Each event's resulting state from the handler, and its journal record."""
+        for number, event in enumerate(events, start=1):
+            check_event(event, number)
+        settings = self._settings
+        if settings.proto_validation:
+            logic.check_types(events, settings.event_protos, "event")
+        headers = logic.to_headers(logic.select_headers(metadata, settings.persisted_headers))
+        now = datetime.now(timezone.utc)
+        state, wrappers = current.state, []
+        for offset, event in enumerate(events, start=1):
+            meta = logic.event_meta(entity.entity_id, current.revision + offset, now, headers)
+            result = await self._handler.handle_event(
+                writeside_pb2.HandleEventRequest(event=event, prior_state=state, event_meta=meta),
+                call,
+            )
+            state = logic.require_state(result, event)
+            wrapper = logic.wrap_event(event, state, meta)
+            check_record_size(wrapper, self._max_message)
+            wrappers.append(wrapper)
+        if settings.proto_validation:
+            logic.check_types([state], settings.state_protos, "state")
+        return wrappers
+
+    async def _load(self, entity: _Entity) -> EntityState:
+        if entity.current is None:
+            record = await self._store.latest(entity.entity_id)
+            entity.current = logic.recovered_state(entity.entity_id, record)
+        return entity.current
+
+    async def close(self, timeout: float) -> bool:
+        """Refuse new calls and wait for in-flight ones; False if some outlived ``timeout``."""
+        self._closed = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def _checkout(self, entity_id: str) -> _Entity:
+        if self._closed:
+            raise ShardNotOwnedError(f"shard {self.number} is being handed over")
+        self._inflight += 1
+        self._idle.clear()
+        entity = self._entities.get(entity_id)
+        if entity is None:
+            entity = self._entities[entity_id] = _Entity(entity_id)
+        else:
+            self._entities.move_to_end(entity_id)
+        # Busy before evicting: an entity in use must never leave the cache, or a
+        # second command would get a second mailbox for the same entity.
+        entity.busy += 1
+        self._evict_overflow()
+        return entity
+
+    def _release(self, entity: _Entity) -> None:
+        entity.busy -= 1
+        entity.last_used = time.monotonic()
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
+
+    def _evict_overflow(self) -> None:
+        excess = len(self._entities) - self._cache_size
+        if excess <= 0:
+            return
+        idle = (e.entity_id for e in self._entities.values() if not e.busy)
+        for entity_id in list(itertools.islice(idle, excess)):
+            del self._entities[entity_id]
+
+    def passivate(self, idle_seconds: float, now: float | None = None) -> int:
+        """Drop entities unused for ``idle_seconds``; returns how many left memory."""
+        deadline = (time.monotonic() if now is None else now) - idle_seconds
+        idle = [
+            e.entity_id for e in self._entities.values() if not e.busy and e.last_used < deadline
+        ]
+        for entity_id in idle:
+            del self._entities[entity_id]
+        return len(idle)
+
+    def entity_ids(self) -> Sequence[str]:
+        """Ids of the entities in memory, least recently used first."""
+        return list(self._entities)
