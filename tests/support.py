@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -29,10 +30,38 @@ from cos.settings import CosSettings, settings_from
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Ports a test listens on come from below the kernel's ephemeral range and above Ray's
+# worker ports (10002-19999 by default). A port from bind(0) is an ephemeral one: between
+# the test choosing it and the server binding it, any outgoing connection (Ray makes many)
+# or any other bind(0) may take it, and the server then finds its port in use.
+_FIRST_PORT = 20_000
+_given: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on and no connection will take meanwhile, never the same
+    twice in a session."""
+    last = _ephemeral_start()
+    for _ in range(1000):
+        port = random.randrange(_FIRST_PORT, last) if last > _FIRST_PORT else 0
+        if port in _given:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+        _given.add(port)
+        return port
+    raise AssertionError("no free port found below the ephemeral range")
 
 
 class Process:
