@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -62,13 +64,18 @@ async def test_a_write_handler_back_from_an_outage_is_used_at_once(
 
 
 @pytest.fixture
-async def own_database(tmp_path: Path) -> AsyncIterator[tuple[DatabaseTarget, EmbeddedPostgres]]:
-    """A PostgreSQL of the test's own, which it may stop and start."""
-    server = EmbeddedPostgres(tmp_path / "pg")
+async def own_database() -> AsyncIterator[tuple[DatabaseTarget, EmbeddedPostgres]]:
+    """A PostgreSQL of the test's own, which it may stop and start. Its folder is not under
+    pytest's temporary folder: run as root, pgserver runs PostgreSQL as another user and
+    opens the folders above the data for it, and any pytest session that starts meanwhile
+    closes pytest's folder again (0700), so PostgreSQL could no longer be stopped."""
+    folder = Path(tempfile.mkdtemp(prefix="cos-pg-"))
+    server = EmbeddedPostgres(folder / "pg")
     target = DatabaseTarget.from_url(await asyncio.to_thread(server.start))
     await migrate(target)
     yield target, server
     await asyncio.to_thread(server.stop)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def test_a_database_restart_gives_unavailable_and_the_listen_comes_back(
