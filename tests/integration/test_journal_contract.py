@@ -292,3 +292,32 @@ async def test_an_expired_key_is_absent_replaced_and_swept(
     assert await store.forget_expired_keys(10) == 1
     assert await store.forget_expired_keys(10) == 0
     assert await store.find_idempotency("x", "k") == renewed
+
+
+async def test_a_lease_is_taken_over_only_from_the_epoch_read(leases: LeaseStore) -> None:
+    first = await leases.acquire_shards([0, 1], "rt-host-a")
+    # Another host took shard 1 since its epoch was read: only shard 0 is taken over.
+    await leases.acquire_shards([1], "rt-host-c")
+    taken = await leases.take_over({0: first[0], 1: first[1]}, "rt-host-b")
+    assert taken == {0: first[0] + 1}
+    owners = {lease.shard: (lease.owner, lease.epoch) for lease in await leases.leases()}
+    assert owners == {0: ("rt-host-b", first[0] + 1), 1: ("rt-host-c", first[1] + 1)}
+
+
+async def test_standing_is_the_live_hosts_of_a_runtime_and_every_lease(
+    leases: LeaseStore, db: asyncpg.Connection
+) -> None:
+    await leases.acquire_shards([0], "rt-host-a")
+    await leases.acquire_shards([1], "rt-host-b")
+    for host in ("rt-host-a", "rt-host-b", "other-host-c"):
+        await leases.heartbeat(host, f"{host}:9000")
+    await db.execute(
+        "UPDATE cos_hosts SET heartbeat_at = now() - interval '30 seconds'"
+        " WHERE host_id = 'rt-host-b'"
+    )
+    standing = await leases.standing("rt-host-", timeout=10.0)
+    assert dict(standing.live) == {"rt-host-a": "rt-host-a:9000"}
+    assert sorted((lease.shard, lease.owner) for lease in standing.leases) == [
+        (0, "rt-host-a"),
+        (1, "rt-host-b"),
+    ]
