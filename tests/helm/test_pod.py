@@ -129,14 +129,14 @@ def test_the_rendered_environment_loads_into_the_runtime_settings(
     isolate_environment(monkeypatch, environ)
     settings = load_settings()
     assert environment_warnings(settings, environ) == []
-    assert settings.deployment_mode is DeploymentMode.KUBERNETES
-    assert settings.kubernetes_app_label == "rel-cos-ray"
-    assert settings.replica_count == 3
-    assert (settings.write_side_host, settings.write_side_port) == ("my-handler", 50051)
+    assert settings.deployment.deployment_mode is DeploymentMode.KUBERNETES
+    assert settings.deployment.kubernetes_app_label == "rel-cos-ray"
+    assert settings.deployment.replica_count == 3
+    assert (settings.handler.host, settings.handler.port) == ("my-handler", 50051)
     assert (settings.db.host, settings.db.port, settings.db.name) == ("pg", 5432, "postgres")
     assert settings.db.password.get_secret_value() == "from-the-api"
-    assert settings.num_shards == 32
-    assert settings.pod_ip == "10.1.2.3"
+    assert settings.cluster.num_shards == 32
+    assert settings.deployment.pod_ip == "10.1.2.3"
 
 
 def test_probes_ask_cos_health() -> None:
@@ -364,7 +364,7 @@ def test_read_sides_are_mounted_and_enabled(
     environ = environment_of(manifests, "worker", "x")
     environ.update(POD_IP="10.1.2.3", COS_READ_SIDE_CONFIG=str(tmp_path))
     isolate_environment(monkeypatch, environ)
-    assert list(load_settings().read_sides) == EXPECTED_READ_SIDES
+    assert list(load_settings().read_side.read_sides) == EXPECTED_READ_SIDES
 
 
 def test_changed_read_sides_roll_the_pods() -> None:
