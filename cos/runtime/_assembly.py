@@ -87,8 +87,6 @@ class NodePlan:
     ports: NodePorts
     advertise: str  # where other nodes reach its gRPC port
     interceptors: tuple[Interceptor, ...] = ()  # innermost after telemetry's, outermost first
-    # A cos serve on the node's machine: the node stops serving when it ends.
-    driver_pid: int | None = None
 
 
 @dataclass
