@@ -48,19 +48,11 @@ from rich.table import Table
 
 from chief_of_state.v1 import persistence_pb2, service_pb2, service_pb2_grpc
 from cos.postgres import DatabaseTarget, EmbeddedPostgres, migrate
-from tests.cluster.headloss import HeadCluster
-from tests.integration.commands import request
-from tests.support import (
-    COS,
-    Process,
-    db_env,
-    drop_schema,
-    find_database,
-    free_port,
-    new_schema_name,
-    serve_env,
-    start_write_handler,
-)
+from tests.support.commands import request
+from tests.support.database import db_env, drop_schema, find_database, new_schema_name
+from tests.support.headloss import HeadCluster
+from tests.support.processes import Process, free_port, start_write_handler
+from tests.support.serve import COS, serve_env
 
 Stub = service_pb2_grpc.ChiefOfStateServiceStub
 # A command the database or the limits refuse, mixed into the load (by its token).

@@ -1,4 +1,9 @@
-"""Fixtures for every suite: the database server and a migrated schema per test."""
+"""Fixtures for every tier, and each test's tier marker, set from its folder.
+
+The tiers (``pytest -m <tier>``): ``unit`` (pure, no Ray, no database), ``helm`` (the chart
+rendered by helm), ``integration`` (PostgreSQL, a local Ray and handler processes),
+``cluster`` (multi-node Ray clusters on this machine), ``image`` (the container image, built
+with podman) and ``kubernetes`` (a local Kubernetes running that image)."""
 
 from __future__ import annotations
 
@@ -10,17 +15,34 @@ import shutil
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from cos.postgres import DatabaseTarget, migrate
-from tests.support import drop_schema, find_database, new_schema_name, start_write_handler
+from tests.support.database import drop_schema, find_database, new_schema_name
+from tests.support.otlp import RunningReceiver
+from tests.support.processes import start_write_handler
+
+# The tiers, each a folder of tests/ and the marker its tests carry (registered in
+# pyproject.toml, checked by tests/unit/test_tiers.py).
+TIERS = ("unit", "helm", "integration", "cluster", "image", "kubernetes")
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, the first folder under tests/."""
+    for item in items:
+        tier = item.path.resolve().relative_to(_HERE).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in a tier's folder {TIERS}")
+        item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")
 def database_server() -> Iterator[DatabaseTarget]:
-    """The PostgreSQL server the tests use (see tests/support.find_database)."""
+    """The PostgreSQL server the tests use (see find_database in tests/support/database.py)."""
     target, embedded = find_database()
     yield target
     if embedded is not None:
@@ -51,3 +73,11 @@ def write_handler() -> Iterator[int]:
     process, port = start_write_handler()
     yield port
     process.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[RunningReceiver]:
+    """An OTLP receiver (gRPC and HTTP) in this process, collecting the spans sent to it."""
+    running = RunningReceiver()
+    yield running
+    running.stop()

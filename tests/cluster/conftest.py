@@ -5,47 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from chief_of_state.v1 import service_pb2_grpc
 from cos.postgres import DatabaseTarget
-from cos.runtime import FAST_NODE_FAILURE, Runtime, alive_nodes, start_host, start_runtime
-from cos.settings import CosSettings
-from cos.sharding import HTTP_PORT_LABEL, NAMESPACE, PORT_LABEL
-from tests.cluster.serving import RayNode
-from tests.support import ADMIN_TOKEN, cos_settings, free_port
-
-
-@dataclass
-class Nodes:
-    """The Ray cluster of one test and the gRPC and HTTP ports of each node."""
-
-    cluster: Cluster
-    ports: dict[str, int] = field(default_factory=dict)  # node id -> port
-    http_ports: dict[str, int] = field(default_factory=dict)  # node id -> COS_HTTP_PORT
-
-    def add(self) -> dict[str, Any]:
-        port, http_port = free_port(), free_port()
-        node = self.cluster.add_node(
-            num_cpus=1, node_ip_address="127.0.0.1", labels=_labels(port, http_port)
-        )
-        self.cluster.wait_for_nodes()
-        self.ports[node.node_id] = port
-        self.http_ports[node.node_id] = http_port
-        return next(n for n in alive_nodes() if n.node_id == node.node_id)
-
-
-def _labels(port: int, http_port: int) -> dict[str, str]:
-    """A node's ports (gRPC, and HTTP when a test serves it), as ``cos serve`` reads them."""
-    return {PORT_LABEL: str(port), HTTP_PORT_LABEL: str(http_port)}
+from cos.runtime import FAST_NODE_FAILURE, start_runtime
+from cos.sharding import NAMESPACE
+from tests.support.processes import free_port
+from tests.support.raynodes import RayNode
+from tests.support.runtimes import ClusterRuntime, Nodes, cluster_settings, node_labels
 
 
 @pytest.fixture
@@ -71,7 +43,7 @@ def nodes() -> Iterator[Nodes]:
         head_node_args={
             "num_cpus": 1,
             "node_ip_address": "127.0.0.1",
-            "labels": _labels(head_port, head_http_port),
+            "labels": node_labels(head_port, head_http_port),
             "include_dashboard": False,
             "_system_config": FAST_NODE_FAILURE,
         },
@@ -82,7 +54,7 @@ def nodes() -> Iterator[Nodes]:
     for _ in range(2):
         port, http_port = free_port(), free_port()
         node = cluster.add_node(
-            num_cpus=1, node_ip_address="127.0.0.1", labels=_labels(port, http_port)
+            num_cpus=1, node_ip_address="127.0.0.1", labels=node_labels(port, http_port)
         )
         found.ports[node.node_id] = port
         found.http_ports[node.node_id] = http_port
@@ -98,40 +70,6 @@ def nodes() -> Iterator[Nodes]:
     cluster.shutdown()
 
 
-@dataclass
-class ClusterRuntime:
-    """A runtime spread over the nodes, with a client per node port."""
-
-    runtime: Runtime
-    settings: CosSettings
-    target: DatabaseTarget
-    stubs: dict[str, service_pb2_grpc.ChiefOfStateServiceStub]  # host id -> stub
-    channels: list[grpc.aio.Channel]
-
-    def add_stub(self, host_id: str) -> None:
-        channel = grpc.aio.insecure_channel(self.runtime.addresses[host_id])
-        self.channels.append(channel)
-        self.stubs[host_id] = service_pb2_grpc.ChiefOfStateServiceStub(channel)
-
-    async def table(self) -> list[Any]:
-        # The coordinator may be restarting (its node died): Ray retries the call.
-        for _ in range(60):
-            try:
-                return await asyncio.to_thread(
-                    ray.get, self.runtime.coordinator.table.remote(), timeout=30
-                )
-            except ray.exceptions.ActorUnavailableError:
-                await asyncio.sleep(0.5)
-        raise AssertionError("the coordinator did not come back")
-
-    async def join(self, node: dict[str, Any]) -> str:
-        host_id = await asyncio.to_thread(
-            start_host, self.runtime, self.settings, self.target, node
-        )
-        self.add_stub(host_id)
-        return host_id
-
-
 @pytest.fixture
 async def cluster_cos(
     nodes: Nodes, database: DatabaseTarget, write_handler: int
@@ -139,18 +77,7 @@ async def cluster_cos(
     started: list[ClusterRuntime] = []
 
     async def start(**overrides: Any) -> ClusterRuntime:
-        values: dict[str, Any] = {
-            "write_side_host": "127.0.0.1",
-            "write_side_port": write_handler,
-            "address": "127.0.0.1",
-            "advertise_address": "127.0.0.1",
-            "cluster_name": f"c{uuid.uuid4().hex[:10]}",
-            "num_shards": 16,
-            "host_failure_timeout_seconds": 3.0,
-            "admin_token": ADMIN_TOKEN,
-        }
-        values.update(overrides)
-        settings = cos_settings(**values)
+        settings = cluster_settings(write_handler, **overrides)
         runtime = await asyncio.to_thread(start_runtime, settings, database)
         running = ClusterRuntime(runtime, settings, database, {}, [])
         for host_id in runtime.hosts:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from typing import Any
@@ -17,17 +15,17 @@ import ray
 
 from chief_of_state.v1 import service_pb2
 from cos.sharding import shard_of
-from tests.cluster.checks import (
+from tests.support.checks import (
     Load,
     assert_journal_consistent,
     assert_read_side_complete,
     journal_revisions,
-    wait_for,
 )
-from tests.cluster.conftest import ClusterRuntime, Nodes
-from tests.integration.commands import request, state_of
-from tests.integration.readsides import start_reader
-from tests.support import ADMIN_TOKEN
+from tests.support.commands import request, state_of
+from tests.support.readsides import start_reader
+from tests.support.runtimes import ClusterRuntime, Nodes
+from tests.support.serve import run_cli
+from tests.support.waiting import wait_until
 
 __all__ = ["start_reader"]  # the fixture, for pytest
 
@@ -129,7 +127,7 @@ async def test_a_lost_node_is_replaced_within_the_bound_and_read_sides_go_on(
     async def host_process_gone() -> bool:
         return not psutil.pid_exists(victim_pid)
 
-    await wait_for(host_process_gone, 30, "the lost host's process to end")
+    await wait_until(host_process_gone, 30, "the lost host's process to end")
     print(f"the lost host's process ended {time.monotonic() - killed_at:.1f} s after the kill")
     live = [h for h in cos.stubs if h != victim]
     sent = await asyncio.gather(
@@ -147,7 +145,7 @@ async def test_a_lost_node_is_replaced_within_the_bound_and_read_sides_go_on(
         table = await cos.table()
         return len(table) == 16 and all(o.host_id != victim for o in table)
 
-    took = await wait_for(replaced, 40, "the lost node's shards to be owned again")
+    took = await wait_until(replaced, 40, "the lost node's shards to be owned again")
     print(f"failover took {took:.1f} s")
     # Our own detection, plus Ray's when the coordinator lived on that node, plus slack.
     bound = cos.settings.cluster.host_failure_timeout_seconds + 6 + 10
@@ -177,7 +175,7 @@ async def test_a_partitioned_host_has_its_next_write_refused(
             owners = {o.shard: o.host_id for o in await cos.table()}
             return owners.get(shard) not in (None, victim)
 
-        await wait_for(moved, 30, "the shard to move away from the silent host")
+        await wait_until(moved, 30, "the shard to move away from the silent host")
         other = next(h for h in cos.stubs if h != victim)
         second = await cos.stubs[other].ProcessCommand(request(entity_id, add=[1]))
         assert second.meta.revision_number == 2
@@ -204,7 +202,7 @@ async def test_a_coordinator_restart_keeps_the_assignment(cluster_cos: Any) -> N
         except Exception:
             return False
 
-    await wait_for(answers, 60, "the restarted coordinator")
+    await wait_until(answers, 60, "the restarted coordinator")
     after = [(o.shard, o.host_id, o.epoch) for o in await cos.table()]
     assert after == before
     for i, stub in enumerate(cos.stubs.values()):
@@ -216,17 +214,6 @@ def table_rows(output: str) -> list[list[str]]:
     """The data rows of a printed shard table."""
     rows = [line.replace("│", " ").split() for line in output.splitlines()]
     return [r for r in rows if len(r) == 5 and all(r[i].isdigit() for i in (0, 3, 4))]
-
-
-async def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200", "COS_ADMIN_TOKEN": ADMIN_TOKEN},
-    )
 
 
 async def test_cos_shards_and_cos_cli_cluster_shards_print_the_table(

@@ -11,9 +11,9 @@ import grpc
 import pytest
 
 from cos.sharding import shard_of
-from tests.cluster.checks import journal_revisions
-from tests.cluster.conftest import ClusterRuntime, Nodes
-from tests.integration.commands import send
+from tests.support.checks import journal_revisions
+from tests.support.commands import send
+from tests.support.runtimes import ClusterRuntime, Nodes
 
 KEY = "x-cos-idempotency-key"
 EXPECTED = "x-cos-expected-revision"

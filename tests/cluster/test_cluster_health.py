@@ -7,10 +7,10 @@ import asyncio
 from typing import Any
 
 from cli.cluster_format import shard_ranges
-from tests.cluster.checks import wait_for
-from tests.cluster.conftest import ClusterRuntime
-from tests.cluster.test_cluster import run_cli
-from tests.integration.commands import request
+from tests.support.commands import request
+from tests.support.runtimes import ClusterRuntime
+from tests.support.serve import run_cli
+from tests.support.waiting import wait_until
 
 
 def health_rows(output: str) -> dict[str, list[str]]:
@@ -43,7 +43,7 @@ async def test_cluster_health_shows_every_host_its_shards_and_a_recent_heartbeat
         rows = await health(cos, host_ids[0])
         return all(rows.get(h, ["none"] * 6)[4] != "none" for h in host_ids)
 
-    await wait_for(every_heartbeat_seen, 30, "every host's heartbeat")
+    await wait_until(every_heartbeat_seen, 30, "every host's heartbeat")
     for asked in host_ids:  # any node's port answers alike
         rows = await health(cos, asked)
         assert sorted(rows) == host_ids

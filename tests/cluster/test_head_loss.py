@@ -19,9 +19,10 @@ import asyncpg
 import pytest
 
 from cos.postgres import DatabaseTarget
-from tests.cluster.checks import Load, assert_journal_consistent, journal_revisions, wait_for
-from tests.cluster.headloss import HeadCluster
-from tests.integration.commands import request
+from tests.support.checks import Load, assert_journal_consistent, journal_revisions
+from tests.support.commands import request
+from tests.support.headloss import HeadCluster
+from tests.support.waiting import wait_until
 
 FAILURE_TIMEOUT = 3.0
 # How long the worker node's Ray processes outlive the head (Ray's default is 60 s).
@@ -73,7 +74,7 @@ async def kill_head_under_load(
     async def split() -> bool:
         return await owners(db) == {survivor.host_id: 4, lost.host_id: 4}
 
-    await wait_for(split, 60, "the shards split between the two nodes")
+    await wait_until(split, 60, "the shards split between the two nodes")
     load = Load({"worker": survivor.stub}, entities)
     load.start()
     await asyncio.sleep(2)
@@ -83,7 +84,7 @@ async def kill_head_under_load(
     async def all_on_survivor() -> bool:
         return await owners(db) == {survivor.host_id: 8}
 
-    moved = await wait_for(all_on_survivor, 60, "the survivor to take the head's shards over")
+    moved = await wait_until(all_on_survivor, 60, "the survivor to take the head's shards over")
     return HeadLost(load, killed_at, moved)
 
 
@@ -112,7 +113,7 @@ async def test_the_head_node_lost_and_back_with_gcs_fault_tolerance(
     async def split_again() -> bool:
         return await owners(db) == {survivor.host_id: 4, back.host_id: 4}
 
-    await wait_for(split_again, 60, "the coordinator to place shards on the new head")
+    await wait_until(split_again, 60, "the coordinator to place shards on the new head")
     reply = await back.stub.ProcessCommand(request("after-head-loss", add=[1]))
     assert reply.meta.revision_number == 1
     await asyncio.sleep(2)

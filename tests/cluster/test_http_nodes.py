@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from tests.cluster.conftest import ClusterRuntime, Nodes
-from tests.integration.commands import base64_command
+from tests.support.commands import base64_command
+from tests.support.runtimes import ClusterRuntime, Nodes
 
 
 async def test_every_node_serves_http_for_every_entity(cluster_cos: Any, nodes: Nodes) -> None:

@@ -20,10 +20,13 @@ import pytest
 
 from chief_of_state.v1 import service_pb2
 from cos.postgres import DatabaseTarget
-from tests.cluster.checks import Load, assert_journal_consistent, journal_revisions, wait_for
-from tests.cluster.serving import RAY_ENV, NodeServe, RayNode
-from tests.integration.commands import request
-from tests.support import COS, db_env, drop_schema, free_port, serve_env
+from tests.support.checks import Load, assert_journal_consistent, journal_revisions
+from tests.support.commands import request
+from tests.support.database import db_env, drop_schema
+from tests.support.processes import free_port
+from tests.support.raynodes import RAY_ENV, NodeServe, RayNode
+from tests.support.serve import COS, serve_env
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -74,7 +77,7 @@ async def test_cos_serve_per_node_forwards_and_hands_over_on_sigterm(
         counts = Counter(owner for owner, _ in found.values())
         return len(found) == 8 and counts == {staying.host_id: 4, leaving.host_id: 4}
 
-    await wait_for(balanced, 60, "the shards to be split between the two nodes")
+    await wait_until(balanced, 60, "the shards to be split between the two nodes")
     assert staying.host_id != leaving.host_id  # each cos serve found its own node
 
     # Either port answers for every entity, with the same reply.

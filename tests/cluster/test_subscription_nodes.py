@@ -11,9 +11,10 @@ import asyncpg
 import grpc
 
 from cos.v1 import subscription_pb2
-from tests.cluster.checks import Load, assert_journal_consistent, journal_revisions, wait_for
-from tests.cluster.conftest import ClusterRuntime, Nodes
-from tests.integration.subscriptions import Event, check_order, keys, stub_on
+from tests.support.checks import Load, assert_journal_consistent, journal_revisions
+from tests.support.runtimes import ClusterRuntime, Nodes
+from tests.support.subscriptions import Event, check_order, keys, stub_on
+from tests.support.waiting import wait_until
 
 
 async def collect(call: Any, into: list[Event]) -> None:
@@ -43,15 +44,15 @@ async def test_a_subscriber_on_a_surviving_node_loses_nothing_when_an_owner_dies
     async def some_written() -> bool:
         return len(got) >= 50
 
-    await wait_for(some_written, 30, "events before the kill")
+    await wait_until(some_written, 30, "events before the kill")
     nodes.cluster.remove_node(victim_node, allow_graceful=False)
 
     async def replaced() -> bool:
         table = await cos.table()
         return len(table) == 16 and all(o.host_id != victim for o in table)
 
-    await wait_for(replaced, 60, "the lost node's shards to be owned again")
-    await wait_for(some_written_after(got, len(got)), 30, "events after the failover")
+    await wait_until(replaced, 60, "the lost node's shards to be owned again")
+    await wait_until(some_written_after(got, len(got)), 30, "events after the failover")
     await load.stop()
     revisions = await journal_revisions(db)
     assert_journal_consistent(revisions, load)
@@ -60,7 +61,7 @@ async def test_a_subscriber_on_a_surviving_node_loses_nothing_when_an_owner_dies
     async def all_received() -> bool:
         return len(got) >= len(expected)
 
-    await wait_for(all_received, 30, "every event on the stream")
+    await wait_until(all_received, 30, "every event on the stream")
     reading.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await reading

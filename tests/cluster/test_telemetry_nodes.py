@@ -4,26 +4,18 @@ nodes, both exporting to an OTLP receiver inside the test."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-
-import pytest
 
 from cos.postgres import DatabaseTarget
-from tests.cluster.serving import RAY_ENV, NodeServe, RayNode
-from tests.integration.commands import request
-from tests.otlp import ReceivedSpan, RunningReceiver
-from tests.support import db_env, free_port, serve_env
+from tests.support.commands import request
+from tests.support.database import db_env
+from tests.support.otlp import ReceivedSpan, RunningReceiver
+from tests.support.processes import free_port
+from tests.support.raynodes import RAY_ENV, NodeServe, RayNode
+from tests.support.serve import serve_env
 
 SERVER, CLIENT = 2, 3  # OTLP span kinds
 PROCESS = "chief_of_state.v1.ChiefOfStateService/ProcessCommand"
 FORWARD = "cos.forward ProcessCommand"
-
-
-@pytest.fixture
-def receiver() -> Iterator[RunningReceiver]:
-    running = RunningReceiver()
-    yield running
-    running.stop()
 
 
 async def test_a_forwarded_command_is_one_trace_over_both_nodes(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helm.chart import (
+from tests.support.chart import (
     BIN,
     CHART,
     EXAMPLE,

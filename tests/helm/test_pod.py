@@ -13,7 +13,7 @@ import yaml
 from cos.environment import environment_warnings
 from cos.readside._config import FailurePolicy, ReadSideConfig, from_yaml
 from cos.settings import DeploymentMode, load_settings
-from tests.helm.chart import (
+from tests.support.chart import (
     READ_SIDES,
     Manifest,
     container_of,

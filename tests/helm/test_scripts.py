@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helm.chart import HEAD_ADDRESS, render, script_of
+from tests.support.chart import HEAD_ADDRESS, render, script_of
 
 # --- the start scripts --------------------------------------------------------------------
 

@@ -13,8 +13,9 @@ import pytest
 
 from chief_of_state.v1 import service_pb2_grpc
 from cos.postgres import DatabaseTarget
-from tests.integration.commands import request, state_of
-from tests.support import ROOT, build_image, free_port
+from tests.support.commands import request, state_of
+from tests.support.image import build_image
+from tests.support.processes import ROOT, free_port
 
 CONF = {"CONTAINERS_CONF": str(ROOT / "docker/containers.conf")}
 

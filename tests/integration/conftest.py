@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -16,10 +14,10 @@ import ray
 from chief_of_state.v1 import service_pb2_grpc
 from cos import postgres
 from cos.postgres import DatabaseTarget
-from cos.runtime import Runtime, start_runtime
-from cos.settings import CosSettings
+from cos.runtime import start_runtime
 from cos.sharding import NAMESPACE
-from tests.support import ADMIN_TOKEN, Serve, cos_settings, free_port
+from tests.support.runtimes import RunningRuntime, StartRuntime, runtime_settings
+from tests.support.serve import Serve
 
 
 @pytest.fixture
@@ -44,35 +42,6 @@ async def datastore(database: DatabaseTarget) -> AsyncIterator[postgres.Postgres
     datastore = await postgres.PostgresDatastore.open(database, postgres.PoolLimits(max_size=4))
     yield datastore
     await datastore.close()
-
-
-def runtime_settings(write_handler: int, **overrides: Any) -> CosSettings:
-    """Settings of a test's runtime: on loopback, a free port, a cluster name of its own."""
-    values: dict[str, Any] = {
-        "write_side_host": "127.0.0.1",
-        "write_side_port": write_handler,
-        "address": "127.0.0.1",
-        "port": free_port(),
-        "command_handler_timeout": 5.0,
-        "advertise_address": "127.0.0.1",
-        "cluster_name": f"t{uuid.uuid4().hex[:10]}",
-        "admin_token": ADMIN_TOKEN,
-    }
-    values.update(overrides)
-    return cos_settings(**values)
-
-
-@dataclass
-class RunningRuntime:
-    """A runtime started for a test, with a client stub on its gRPC port."""
-
-    runtime: Runtime
-    settings: CosSettings
-    channel: grpc.aio.Channel
-    stub: service_pb2_grpc.ChiefOfStateServiceStub
-
-
-StartRuntime = Callable[..., Awaitable[RunningRuntime]]
 
 
 @pytest.fixture

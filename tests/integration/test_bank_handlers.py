@@ -11,12 +11,11 @@ import asyncpg
 import grpc
 import pytest
 from google.protobuf import any_pb2, message
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from chief_of_state.v1 import persistence_pb2, service_pb2
-from tests.integration.conftest import RunningRuntime, StartRuntime
-from tests.support import BANK_HANDLERS, ROOT, Process, bank_handler_args
+from tests.support.errors import error_info
+from tests.support.processes import BANK_HANDLERS, ROOT, Process, bank_handler_args
+from tests.support.runtimes import RunningRuntime, StartRuntime
 
 # The generated bank.v1 package lives beside the example, not in site-packages.
 sys.path.insert(0, str(ROOT / "examples/bank/gen"))
@@ -55,10 +54,7 @@ async def test_bank_flow_through_the_runtime(
     # The handler's status reaches the caller unchanged: code, message and details.
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert refused.value.details() == "insufficient funds: balance 1150, requested 5000"
-    status = rpc_status.from_call(refused.value)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
+    info = error_info(refused.value)
     assert (info.reason, info.domain) == ("INSUFFICIENT_FUNDS", "bank.example")
     assert dict(info.metadata) == {"balance": "1150", "requested": "5000"}
 

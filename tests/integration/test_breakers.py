@@ -9,8 +9,8 @@ import time
 import grpc
 import pytest
 
-from tests.integration.commands import request
-from tests.integration.conftest import StartRuntime
+from tests.support.commands import request
+from tests.support.runtimes import StartRuntime
 
 
 async def status_of(cos: object, entity_id: str, **fields: object) -> tuple[str, str]:

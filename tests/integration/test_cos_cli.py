@@ -11,23 +11,13 @@ import asyncpg
 
 from cos.readside._config import FailurePolicy
 from cos.sharding import shard_of
-from tests.integration.commands import request
-from tests.integration.conftest import RunningRuntime, StartRuntime
-from tests.integration.readsides import Reader, cli, start_reader, wait_until
-from tests.support import ADMIN_TOKEN
+from tests.support.commands import request
+from tests.support.readsides import Reader, cli, start_reader, start_with
+from tests.support.runtimes import StartRuntime
+from tests.support.serve import ADMIN_TOKEN
+from tests.support.waiting import wait_until
 
 __all__ = ["start_reader"]
-
-
-async def start_with(start_cos: StartRuntime, reader: Reader) -> RunningRuntime:
-    """A runtime of two shards whose one read side is ``reader``, retrying fast."""
-    return await start_cos(
-        num_shards=2,
-        read_side_enabled=True,
-        read_sides=(reader.config(),),
-        read_side_retry_min_seconds=0.05,
-        read_side_retry_max_seconds=0.2,
-    )
 
 
 async def test_every_readside_subcommand(

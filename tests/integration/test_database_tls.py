@@ -21,7 +21,7 @@ import pytest
 
 from cos.errors import DatabaseUnreachableError
 from cos.postgres import DatabaseSettings, DatabaseTarget, wait_for_database
-from tests.integration.tls import Authority
+from tests.support.tls import Authority
 
 SSL_REQUEST = 80877103
 

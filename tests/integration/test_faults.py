@@ -21,18 +21,13 @@ import pytest
 from chief_of_state.v1 import service_pb2_grpc
 from cos.postgres import DatabaseTarget, EmbeddedPostgres, migrate
 from cos.runtime import start_runtime
-from tests.integration.commands import request
-from tests.integration.conftest import StartRuntime
-from tests.integration.readsides import Reader, start_reader, wait_until
-from tests.support import (
-    COS,
-    Process,
-    cos_settings,
-    db_env,
-    free_port,
-    serve_env,
-    start_write_handler,
-)
+from tests.support.commands import request
+from tests.support.database import db_env
+from tests.support.processes import Process, free_port, start_write_handler
+from tests.support.readsides import Reader, start_reader
+from tests.support.runtimes import StartRuntime
+from tests.support.serve import COS, cos_settings, serve_env
+from tests.support.waiting import wait_until
 
 __all__ = ["start_reader"]  # the fixture, for pytest
 

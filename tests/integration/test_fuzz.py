@@ -33,10 +33,11 @@ import chief_of_state.v1
 import cos.v1
 from chief_of_state.v1 import manager_pb2, manager_pb2_grpc, service_pb2
 from cos.v1 import cluster_pb2, cluster_pb2_grpc, subscription_pb2
-from tests.integration.commands import request, state_of
-from tests.integration.conftest import RunningRuntime, StartRuntime
-from tests.integration.readsides import Reader, start_reader, wait_until
-from tests.support import ADMIN_TOKEN, OPERATOR_METADATA
+from tests.support.commands import request, state_of
+from tests.support.readsides import Reader, start_reader
+from tests.support.runtimes import RunningRuntime, StartRuntime
+from tests.support.serve import ADMIN_TOKEN, CLIENT_SERVICE, OPERATOR_METADATA, RUNTIME_SERVICES
+from tests.support.waiting import wait_until
 
 __all__ = ["start_reader"]  # the fixture, re-exported for pytest
 
@@ -52,7 +53,6 @@ LEAST_CALLS = 5_000
 CALL_TIMEOUT = 10.0
 MAX_DETAILS = 2_000  # a status message never echoes unbounded input
 GOOD_TOKEN = f"Bearer {ADMIN_TOKEN}"
-CLIENT_SERVICE = "chief_of_state.v1.ChiefOfStateService"
 # Open to every caller, as the client API is (docs/security.md); the others are the
 # operator API, behind the operator token.
 OPEN_SERVICES = {CLIENT_SERVICE, "cos.v1.HistoryService", "cos.v1.SubscriptionService"}
@@ -557,14 +557,7 @@ async def test_every_rpc_answers_fuzzed_requests_clearly_and_keeps_serving(
 
 async def only_our_services_are_served(cos: RunningRuntime) -> None:
     """The services fuzzed are the ones the port answers: a handler's are not."""
-    assert {rpc.service for rpc in RPCS} == {
-        CLIENT_SERVICE,
-        "chief_of_state.v1.ReadSideManagerService",
-        "cos.v1.ClusterService",
-        "cos.v1.HistoryService",
-        "cos.v1.ReadSideStatusService",
-        "cos.v1.SubscriptionService",
-    }
+    assert {rpc.service for rpc in RPCS} == RUNTIME_SERVICES
     for rpc in NOT_SERVED:
         method = cos.channel.unary_unary(rpc.path, request_serializer=None)
         try:

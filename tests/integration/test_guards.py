@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from chief_of_state.v1 import service_pb2
-from tests.integration.commands import send, state_of
-from tests.integration.conftest import StartRuntime
+from tests.support.commands import send, state_of
+from tests.support.runtimes import StartRuntime
 
 KEY = "x-cos-idempotency-key"
 EXPECTED = "x-cos-expected-revision"

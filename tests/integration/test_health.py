@@ -13,12 +13,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from chief_of_state.v1 import service_pb2_grpc
 from cos.postgres import DatabaseTarget
 from cos.runtime import Runtime, alive_nodes, coordinator_of, launch_host, register_host
-from tests.integration.commands import request
-from tests.integration.conftest import runtime_settings
-from tests.support import COS, free_port, serve_env
+from tests.support.commands import request
+from tests.support.processes import free_port
+from tests.support.runtimes import runtime_settings
+from tests.support.serve import CLIENT_SERVICE, COS, RUNTIME_SERVICES, serve_env
 
 Status = health_pb2.HealthCheckResponse
-CLIENT_SERVICE = "chief_of_state.v1.ChiefOfStateService"
 
 
 async def listed_services(channel: grpc.aio.Channel) -> set[str]:
@@ -83,12 +83,7 @@ async def test_health_is_serving_only_between_shard_placement_and_the_hand_over(
         reply = await client.ProcessCommand(request("healthy", add=[1]))
         assert reply.meta.revision_number == 1  # while SERVING, commands go through
         assert await listed_services(channel) == {
-            CLIENT_SERVICE,
-            "chief_of_state.v1.ReadSideManagerService",
-            "cos.v1.ClusterService",
-            "cos.v1.HistoryService",
-            "cos.v1.ReadSideStatusService",
-            "cos.v1.SubscriptionService",
+            *RUNTIME_SERVICES,
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
         }

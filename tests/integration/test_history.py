@@ -15,8 +15,8 @@ from cos.history import HistoryReader
 from cos.storage import JournalSettings
 from cos.v1 import history_pb2, history_pb2_grpc
 from cos.writeside import _entity as logic
-from tests.integration.commands import command, request, struct_of
-from tests.integration.conftest import StartRuntime
+from tests.support.commands import command, request, struct_of
+from tests.support.runtimes import StartRuntime
 
 
 async def write(

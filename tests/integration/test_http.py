@@ -31,9 +31,11 @@ from schemathesis.checks import (
 from chief_of_state.v1 import service_pb2
 from cos.http import read_sets
 from cos.postgres import DatabaseTarget
-from tests.integration.commands import base64_command, struct_of
-from tests.integration.conftest import RunningRuntime, StartRuntime
-from tests.support import Serve, db_env, free_port, refused_start, serve_env
+from tests.support.commands import base64_command, struct_of
+from tests.support.database import db_env
+from tests.support.processes import free_port
+from tests.support.runtimes import RunningRuntime, StartRuntime
+from tests.support.serve import Serve, refused_start, serve_env
 
 STRUCT = "type.googleapis.com/google.protobuf.Struct"
 NOTE = "type.googleapis.com/tests.http.v1.Note"

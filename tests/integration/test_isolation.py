@@ -15,10 +15,11 @@ import pytest
 from chief_of_state.v1 import service_pb2
 from cos.readside._config import FailurePolicy
 from cos.sharding import shard_of
-from tests.integration.commands import request
-from tests.integration.conftest import StartRuntime
-from tests.integration.readsides import Reader, start_reader, wait_until
-from tests.support import ADMIN_TOKEN
+from tests.support.commands import request
+from tests.support.readsides import Reader, start_reader
+from tests.support.runtimes import StartRuntime
+from tests.support.serve import ADMIN_TOKEN
+from tests.support.waiting import wait_until
 
 __all__ = ["start_reader"]  # the fixture, for pytest
 

@@ -25,7 +25,7 @@ from cos.storage import (
     LeaseStore,
     NewSnapshot,
 )
-from tests.integration.journal_rows import events
+from tests.support.journal_rows import events
 
 
 async def open_postgres(

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 
 from cos.postgres import DatabaseTarget, migrate
-from tests.support import drop_schema, new_schema_name
+from tests.support.database import drop_schema, new_schema_name
 
 
 async def test_nodes_migrating_at_once_all_succeed(database_server: DatabaseTarget) -> None:

@@ -14,10 +14,11 @@ import pytest
 from chief_of_state.v1 import manager_pb2, manager_pb2_grpc
 from cos.readside._config import FailurePolicy
 from cos.sharding import shard_of
-from tests.integration.commands import request
-from tests.integration.conftest import RunningRuntime, StartRuntime
-from tests.integration.readsides import Reader, cli, start_reader, wait_until
-from tests.support import OPERATOR_METADATA
+from tests.support.commands import request
+from tests.support.readsides import Reader, cli, start_reader
+from tests.support.runtimes import RunningRuntime, StartRuntime
+from tests.support.serve import OPERATOR_METADATA
+from tests.support.waiting import wait_until
 
 __all__ = ["start_reader"]  # the fixture, re-exported for pytest
 

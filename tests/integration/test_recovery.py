@@ -6,8 +6,8 @@ import asyncpg
 import ray
 
 from chief_of_state.v1 import service_pb2
-from tests.integration.commands import request, state_of
-from tests.integration.conftest import StartRuntime
+from tests.support.commands import request, state_of
+from tests.support.runtimes import StartRuntime
 
 
 async def test_restart_serves_every_entity_last_state(

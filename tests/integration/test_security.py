@@ -16,9 +16,11 @@ from pydantic import SecretStr
 from chief_of_state.v1 import manager_pb2, manager_pb2_grpc
 from cos.postgres import DatabaseTarget
 from cos.v1 import cluster_pb2, cluster_pb2_grpc, readside_pb2, readside_pb2_grpc
-from tests.integration.commands import request
-from tests.integration.conftest import StartRuntime
-from tests.support import OPERATOR_METADATA, ROOT, Serve, db_env, free_port, serve_env
+from tests.support.commands import request
+from tests.support.database import db_env
+from tests.support.processes import ROOT, free_port
+from tests.support.runtimes import StartRuntime
+from tests.support.serve import OPERATOR_METADATA, Serve, serve_env
 
 
 def process_tree(pid: int) -> list[psutil.Process]:

@@ -13,9 +13,11 @@ import pytest
 
 from chief_of_state.v1 import service_pb2
 from cos.postgres import DatabaseTarget, pin_shard_count
-from tests.integration.commands import request, state_of
-from tests.integration.readsides import Reader, cli, start_reader
-from tests.support import COS, Serve, db_env, free_port, one_line_failure, serve_env
+from tests.support.commands import request, state_of
+from tests.support.database import db_env
+from tests.support.processes import free_port
+from tests.support.readsides import Reader, cli, start_reader
+from tests.support.serve import COS, Serve, one_line_failure, serve_env
 
 __all__ = ["start_reader"]  # the fixture, for pytest
 

@@ -18,7 +18,7 @@ from cos.postgres import (
     PostgresLeaseStore,
 )
 from cos.storage import EntityAppend
-from tests.integration.journal_rows import events
+from tests.support.journal_rows import events
 
 
 @pytest.fixture

@@ -26,11 +26,13 @@ from cos.runtime.subscription_process import SubscriptionProcess
 from cos.service._subscription import NOT_ENABLED
 from cos.sharding import shard_of
 from cos.v1 import subscription_pb2, subscription_pb2_grpc
-from tests.integration.commands import request
-from tests.integration.conftest import RunningRuntime, StartRuntime, runtime_settings
-from tests.integration.subscriber_load import digest
-from tests.integration.subscriptions import check_order, keys, read, stub_on
-from tests.support import COS, Process, db_env, free_port, refused_start, serve_env
+from tests.support.commands import request
+from tests.support.database import db_env
+from tests.support.processes import Process, free_port
+from tests.support.runtimes import RunningRuntime, StartRuntime, runtime_settings
+from tests.support.serve import COS, refused_start, serve_env
+from tests.support.subscriber_load import digest
+from tests.support.subscriptions import check_order, keys, read, stub_on
 
 SHARDS = 4
 
@@ -171,7 +173,7 @@ async def test_a_hundred_subscribers_and_a_slow_one_get_every_event(
     alone = await latencies(cos, 100)
     node_alone = cpu_seconds(node) - before
     subscribers = Process(
-        [sys.executable, "-m", "tests.integration.subscriber_load", "--address",
+        [sys.executable, "-m", "tests.support.subscriber_load", "--address",
          f"127.0.0.1:{port}", "--streams", "100", "--slow", "1"],
         stdin=True,
     )  # fmt: skip

@@ -15,18 +15,13 @@ import pytest
 
 from chief_of_state.v1 import manager_pb2, manager_pb2_grpc, service_pb2_grpc
 from cos.postgres import DatabaseTarget
-from tests.integration.commands import request, state_of
-from tests.integration.readsides import Reader, start_reader, wait_until
-from tests.otlp import ReceivedSpan, RunningReceiver
-from tests.support import (
-    COS,
-    OPERATOR_METADATA,
-    Process,
-    db_env,
-    free_port,
-    serve_env,
-    start_write_handler,
-)
+from tests.support.commands import request, state_of
+from tests.support.database import db_env
+from tests.support.otlp import ReceivedSpan, RunningReceiver
+from tests.support.processes import Process, free_port, start_write_handler
+from tests.support.readsides import Reader, start_reader
+from tests.support.serve import COS, OPERATOR_METADATA, serve_env
+from tests.support.waiting import wait_until
 
 __all__ = ["start_reader"]  # the fixture, for pytest
 
@@ -34,13 +29,6 @@ SERVER, CLIENT = 2, 3  # OTLP span kinds
 ERROR = 2  # OTLP status code
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
-
-
-@pytest.fixture
-def receiver() -> Iterator[RunningReceiver]:
-    running = RunningReceiver()
-    yield running
-    running.stop()
 
 
 @dataclass

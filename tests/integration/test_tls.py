@@ -16,10 +16,10 @@ from cos.sharding import PeerClients, Route
 from cos.tls import TlsFiles
 from cos.v1 import cluster_pb2, cluster_pb2_grpc
 from cos.writeside import CommandRequest
-from tests.integration.commands import command, request, state_of
-from tests.integration.conftest import StartRuntime
-from tests.integration.tls import Authority
-from tests.support import ROOT
+from tests.support.commands import command, request, state_of
+from tests.support.processes import ROOT
+from tests.support.runtimes import StartRuntime
+from tests.support.tls import Authority
 
 
 def channel(

@@ -10,13 +10,12 @@ import asyncpg
 import grpc
 import pytest
 from google.protobuf import any_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from chief_of_state.v1 import common_pb2, persistence_pb2, service_pb2
-from tests.integration.commands import command, request, state_of, struct_of
-from tests.integration.conftest import StartRuntime
-from tests.support import free_port
+from tests.support.commands import command, request, state_of, struct_of
+from tests.support.errors import error_info
+from tests.support.processes import free_port
+from tests.support.runtimes import StartRuntime
 
 EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
 
@@ -134,10 +133,7 @@ async def test_handler_failed_precondition_reaches_caller_with_rich_details(
         await call
     assert failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert failed.value.details() == "balance too low"
-    status = rpc_status.from_call(failed.value)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
+    info = error_info(failed.value)
     assert (info.reason, info.domain) == ("TEST_FAILURE", "tests")
 
 

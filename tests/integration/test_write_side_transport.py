@@ -10,10 +10,10 @@ import pytest
 
 from cos.postgres import DatabaseTarget, PoolLimits, PostgresDatastore, PostgresLeaseStore
 from cos.sharding import shard_of
-from tests.integration.commands import request, state_of
-from tests.integration.conftest import StartRuntime
-from tests.integration.tls import self_signed_localhost
-from tests.support import start_write_handler
+from tests.support.commands import request, state_of
+from tests.support.processes import start_write_handler
+from tests.support.runtimes import StartRuntime
+from tests.support.tls import self_signed_localhost
 
 
 async def test_tls_to_the_write_handler(start_cos: StartRuntime, tmp_path: Path) -> None:

@@ -26,11 +26,12 @@ import pytest
 from chief_of_state.v1 import service_pb2_grpc
 from cos.postgres import DatabaseTarget
 from cos.v1 import cluster_pb2, cluster_pb2_grpc
-from tests.cluster.checks import Load, assert_journal_consistent, journal_revisions, wait_for
-from tests.cluster.headloss import redis_cli
-from tests.integration.commands import request, state_of
-from tests.kubernetes.conftest import Cluster
-from tests.support import ROOT
+from tests.support.checks import Load, assert_journal_consistent, journal_revisions
+from tests.support.commands import request, state_of
+from tests.support.headloss import redis_cli
+from tests.support.kubernetes import Cluster
+from tests.support.processes import ROOT
+from tests.support.waiting import wait_until
 
 CHART = str(ROOT / "helm/cos-ray")
 RELEASE = "cos"
@@ -240,7 +241,7 @@ async def test_the_chart_forms_scales_rolls_and_uninstalls_without_losing_a_comm
             found = owners(await installed.shards())
             return set(found) == set(pods.values()) and max(found.values()) <= 3
 
-        await wait_for(spread, 60, "shards over three pods")
+        await wait_until(spread, 60, "shards over three pods")
 
         # A worker pod deleted: its shards move through the pod watch, long before
         # COS_HOST_FAILURE_TIMEOUT_SECONDS.
@@ -254,7 +255,7 @@ async def test_the_chart_forms_scales_rolls_and_uninstalls_without_losing_a_comm
             found = await installed.shards()
             return len(found) == SHARDS and pods[victim] not in found.values()
 
-        await wait_for(moved, FAILURE_TIMEOUT / 2, "the deleted pod's shards to move")
+        await wait_until(moved, FAILURE_TIMEOUT / 2, "the deleted pod's shards to move")
         print(f"deleted pod's shards moved after {time.monotonic() - began:.1f} s")
 
         # A rolling update (a new pod template): pods replaced one at a time.
@@ -292,7 +293,7 @@ async def test_the_chart_forms_scales_rolls_and_uninstalls_without_losing_a_comm
     async def no_pods() -> bool:
         return not await asyncio.to_thread(installed.pods)
 
-    await wait_for(no_pods, 120, "the pods to go")
+    await wait_until(no_pods, 120, "the pods to go")
     assert await journal_of(database_server, installed.schema) == revisions
 
 
@@ -413,7 +414,7 @@ async def test_a_head_pod_restart_loses_no_acknowledged_command(
             )  # fmt: skip
             return ready.split() == ["true", "true"] and worker_restarts() >= restarts
 
-        await wait_for(recovered, 600, "every shard to answer with both pods ready")
+        await wait_until(recovered, 600, "every shard to answer with both pods ready")
         last, failing = probe.outage(killed)
         print(
             f"head pod deleted ({'GCS on Redis' if redis else 'no GCS fault tolerance'}):"
@@ -432,7 +433,7 @@ async def test_a_head_pod_restart_loses_no_acknowledged_command(
                     raise
                 return False
 
-        await wait_for(table_complete, 180, "the coordinator's shard table")
+        await wait_until(table_complete, 180, "the coordinator's shard table")
     finally:
         await probe.stop()
         await load.stop()

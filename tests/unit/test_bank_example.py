@@ -17,10 +17,10 @@ import grpc
 import pytest
 from google.protobuf import any_pb2, empty_pb2, message
 from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from chief_of_state.v1 import common_pb2, writeside_pb2, writeside_pb2_grpc
-from tests.support import BANK_HANDLERS, bank_handler_args
+from tests.support.errors import error_info, rich_status
+from tests.support.processes import BANK_HANDLERS, bank_handler_args
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "bank"
 STARTUP_TIMEOUT_SECONDS = 30.0
@@ -278,10 +278,7 @@ def test_handler_rejects_over_withdraw_with_error_info(
             timeout=CALL_TIMEOUT_SECONDS,
         )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    status = rpc_status.from_call(caught.value)
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
+    info = error_info(caught.value)
     assert info.reason == "INSUFFICIENT_FUNDS"
     assert info.domain == "bank.example"
     assert dict(info.metadata) == {"balance": "500", "requested": "900"}
@@ -365,8 +362,7 @@ def test_handler_rejection_is_a_rich_status(
             ),
             timeout=CALL_TIMEOUT_SECONDS,
         )
-    assert (caught.value.code(), caught.value.details()) == (code, text)
-    assert _error_info(caught.value) == (reason, "bank.example", {})
+    _assert_refused(caught.value, code, text, reason)
 
 
 def test_handler_keeps_int64_amounts_exact(
@@ -429,8 +425,7 @@ def test_handler_rejects_bad_event(
             writeside_pb2.HandleEventRequest(event=_pack(event), prior_state=_pack(prior_state)),
             timeout=CALL_TIMEOUT_SECONDS,
         )
-    assert (caught.value.code(), caught.value.details()) == (code, text)
-    assert _error_info(caught.value) == (reason, "bank.example", {})
+    _assert_refused(caught.value, code, text, reason)
 
 
 def test_handler_corrupt_payload_is_unknown(
@@ -462,15 +457,12 @@ def test_handler_balance_beyond_int64_is_unknown(
     assert f"Value out of range: {2**63}" in caught.value.details()
 
 
-def _error_info(error: grpc.RpcError) -> tuple[str, str, dict[str, str]]:
-    """Reason, domain and metadata of the one ErrorInfo in the call's rich status
-    (`from_call` also checks the status's code and message match the call's)."""
-    status = rpc_status.from_call(error)
-    assert status is not None, "no grpc-status-details-bin trailer"
-    assert len(status.details) == 1
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    return info.reason, info.domain, dict(info.metadata)
+def _assert_refused(error: grpc.RpcError, code: grpc.StatusCode, text: str, reason: str) -> None:
+    """The handler's code and message, and one ErrorInfo of the bank's with ``reason``."""
+    assert (error.code(), error.details()) == (code, text)
+    assert len(rich_status(error).details) == 1
+    info = error_info(error)
+    assert (info.reason, info.domain, dict(info.metadata)) == (reason, "bank.example", {})
 
 
 def _pack(msg: message.Message) -> any_pb2.Any:

@@ -6,7 +6,7 @@ import re
 
 from cli.settings_help import all_setting_rows
 from cos.environment import OBSOLETE, known_variables
-from tests.support import ROOT
+from tests.support.processes import ROOT
 
 
 def test_configuration_doc_lists_every_setting() -> None:

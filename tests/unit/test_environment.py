@@ -11,7 +11,7 @@ import pytest
 
 from cos.environment import OBSOLETE, environment_warnings, read_side_lines
 from cos.settings import load_settings
-from tests.unit.test_settings import REQUIRED, clean_env
+from tests.support.environment import REQUIRED, clean_env
 
 __all__ = ["clean_env"]  # the autouse fixture, for pytest
 

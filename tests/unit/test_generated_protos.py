@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support.processes import ROOT
 
 
 def _generator():  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support.processes import ROOT
 
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60

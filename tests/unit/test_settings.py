@@ -7,19 +7,9 @@ import pytest
 from cli.settings_help import settings_table
 from cos.logs import LogSettings, LogStyle
 from cos.settings import DeploymentMode, SettingsError, load_settings
+from tests.support.environment import clean_env
 
-REQUIRED = {"COS_WRITE_SIDE_HOST": "handler", "COS_WRITE_SIDE_PORT": "50051"}
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("COS_") or key in ("LOG_LEVEL", "LOG_STYLE", "POD_IP"):
-            monkeypatch.delenv(key)
-    for key, value in REQUIRED.items():
-        monkeypatch.setenv(key, value)
+__all__ = ["clean_env"]  # the autouse fixture, for pytest
 
 
 def test_defaults_follow_chief_of_state() -> None:

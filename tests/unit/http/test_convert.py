@@ -25,7 +25,7 @@ from cos.http._convert import from_base64, meta_to_json, to_base64
 from cos.http._descriptors import descriptor_paths, load_pool
 from cos.http._status import HTTP_STATUS, failure, http_status
 from cos.status import DETAILS_KEY
-from tests.integration.commands import command
+from tests.support.commands import command
 
 STRUCT_URL = "type.googleapis.com/google.protobuf.Struct"
 NOTE_URL = "type.googleapis.com/tests.http.v1.Note"

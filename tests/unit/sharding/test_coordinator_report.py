@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cos.sharding import Coordinator, ShardReport
-from tests.fakes import FakeHost
+from tests.support.fakes import FakeHost
 
 
 async def test_the_report_names_owner_address_epoch_and_active_entities() -> None:

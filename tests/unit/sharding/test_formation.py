@@ -11,7 +11,7 @@ import pytest
 
 from cos.sharding import Coordinator, Pod, PodSeen
 from cos.sharding._formation import Membership
-from tests.fakes import FakeHost
+from tests.support.fakes import FakeHost
 
 SHARDS = 6
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cos.subscription import CommitAnnouncer
-from tests.fakes import FakeAnnouncing
+from tests.support.fakes import FakeAnnouncing
 
 
 async def test_commits_during_an_announcement_share_the_next() -> None:

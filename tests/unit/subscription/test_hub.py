@@ -10,7 +10,7 @@ import pytest
 from cos.errors import InvalidRequestError, UnavailableError
 from cos.storage import StoredEvent
 from cos.subscription import Subscription, SubscriptionHub, check_cursor
-from tests.fakes import FakeSubscriptionJournal
+from tests.support.fakes import FakeSubscriptionJournal
 
 
 async def take(stream: AsyncIterator[StoredEvent], count: int) -> list[tuple[int, int]]:

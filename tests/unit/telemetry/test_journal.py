@@ -14,7 +14,7 @@ from cos.storage import EntityAppend, NewEvent
 from cos.telemetry import Instruments
 from cos.telemetry._journal import ObservedJournalWriter
 from cos.writeside._group_commit import GroupCommitWriter
-from tests.fakes import FakeJournalStore
+from tests.support.fakes import FakeJournalStore
 
 
 def new_events(count: int) -> list[NewEvent]:

@@ -11,7 +11,7 @@ import pytest
 
 from cos.errors import StartupError
 from cos.telemetry import MetricsEndpoint, Telemetry, TelemetryConfig
-from tests.support import free_port
+from tests.support.processes import free_port
 
 
 @pytest.fixture(autouse=True)

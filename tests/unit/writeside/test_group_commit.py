@@ -9,7 +9,7 @@ from cos.errors import ConflictError, JournalRejectedError
 from cos.storage import EntityAppend, NewEvent
 from cos.writeside import Committed
 from cos.writeside._group_commit import GroupCommitWriter
-from tests.fakes import FakeJournalStore
+from tests.support.fakes import FakeJournalStore
 
 
 async def test_appends_arriving_during_a_flush_share_the_next_transaction() -> None:

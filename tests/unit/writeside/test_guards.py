@@ -25,7 +25,7 @@ from cos.writeside._guards import (
     needs_event,
     original_reply,
 )
-from tests.integration.commands import command
+from tests.support.commands import command
 
 
 def state_at(entity_id: str, revision: int, total: float) -> EntityState:

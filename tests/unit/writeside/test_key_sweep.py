@@ -7,7 +7,7 @@ import asyncio
 from cos.errors import JournalUnavailableError
 from cos.writeside import Sweeps
 from cos.writeside._sweeps import forget_expired_keys
-from tests.fakes import FakeJournalStore
+from tests.support.fakes import FakeJournalStore
 
 
 async def test_a_sweep_round_stops_at_a_short_batch_or_after_ten() -> None:

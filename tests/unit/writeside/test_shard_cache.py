@@ -11,7 +11,7 @@ from cos.transport import DEFAULT_MAX_MESSAGE
 from cos.writeside import CommandRequest, Shard, ShardParts, ShardSettings
 from cos.writeside._entity import initial_state
 from cos.writeside._guards import command_hash
-from tests.fakes import FakeJournalStore, FakeWriteHandler
+from tests.support.fakes import FakeJournalStore, FakeWriteHandler
 
 
 def command() -> any_pb2.Any:

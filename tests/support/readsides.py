@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,9 @@ from typing import Any
 import pytest
 
 from cos.readside._config import FailurePolicy, ReadSideConfig
-from tests.support import ADMIN_TOKEN, ROOT, Process, free_port
+from tests.support.processes import ROOT, Process, free_port
+from tests.support.runtimes import RunningRuntime, StartRuntime
+from tests.support.serve import ADMIN_TOKEN
 
 
 @dataclass
@@ -84,21 +83,6 @@ def start_reader(tmp_path: Path) -> Iterator[Callable[..., Reader]]:
         reader.process.stop()
 
 
-async def wait_until(
-    check: Callable[[], bool | Awaitable[bool]], timeout: float = 60.0, what: str = ""
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.05)
-
-
 def cli(port: int, *args: str, camel: bool = False) -> subprocess.CompletedProcess[str]:
     where = (
         ["--cosHost", "127.0.0.1", "--cosPort", str(port)]
@@ -112,4 +96,15 @@ def cli(port: int, *args: str, camel: bool = False) -> subprocess.CompletedProce
         text=True,
         timeout=60,
         env={"COLUMNS": "100", "PATH": "/usr/bin:/bin", "COS_ADMIN_TOKEN": ADMIN_TOKEN},
+    )
+
+
+async def start_with(start_cos: StartRuntime, reader: Reader) -> RunningRuntime:
+    """A runtime of two shards whose one read side is ``reader``, retrying fast."""
+    return await start_cos(
+        num_shards=2,
+        read_side_enabled=True,
+        read_sides=(reader.config(),),
+        read_side_retry_min_seconds=0.05,
+        read_side_retry_max_seconds=0.2,
     )

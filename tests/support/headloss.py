@@ -14,8 +14,10 @@ import uuid
 from dataclasses import dataclass, field
 
 from cos.postgres import DatabaseTarget
-from tests.cluster.serving import RAY_ENV, NodeServe, RayNode
-from tests.support import db_env, free_port, serve_env
+from tests.support.database import db_env
+from tests.support.processes import free_port
+from tests.support.raynodes import RAY_ENV, NodeServe, RayNode
+from tests.support.serve import serve_env
 
 REDIS = ("127.0.0.1", "6379")
 

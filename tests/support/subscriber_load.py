@@ -2,7 +2,7 @@
 test's own client): ``--streams`` SubscribeAll streams read as fast as they come and
 ``--slow`` ones that pause after each message.
 
-    python -m tests.integration.subscriber_load --address 127.0.0.1:PORT --streams 100 --slow 1
+    python -m tests.support.subscriber_load --address 127.0.0.1:PORT --streams 100 --slow 1
 
 It prints ``subscribed`` once every stream is open, then reads. A line on stdin with a count
 N asks for the outcome: once every stream has N events it prints one JSON line,
@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import grpc
 
 from cos.v1 import subscription_pb2, subscription_pb2_grpc
-from tests.integration.subscriptions import Event, Key, check_order, keys
+from tests.support.subscriptions import Event, Key, check_order, keys
 
 SLOW_PAUSE = 0.02  # seconds a slow subscriber waits after each message
 

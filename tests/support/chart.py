@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import ROOT
+
 CHART = ROOT / "helm" / "cos-ray"
 BIN = Path(sys.executable).parent
 HELM = BIN / "helm"

@@ -1,4 +1,5 @@
-"""A self-signed certificate for localhost, for TLS tests."""
+"""Certificates for TLS tests: a self-signed one for localhost, and an authority of the
+test's own issuing server and client certificates."""
 
 from __future__ import annotations
 
@@ -16,15 +17,8 @@ def self_signed_localhost(folder: Path) -> tuple[Path, Path]:
     """Write ``cert.pem`` (also usable as the CA bundle) and ``key.pem``; return their paths."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        _valid_for_a_day(name, name, key)
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -34,16 +28,7 @@ def self_signed_localhost(folder: Path) -> tuple[Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    return _write(cert, key, folder / "cert.pem", folder / "key.pem")
 
 
 class Authority:
@@ -52,15 +37,8 @@ class Authority:
     def __init__(self, name: str) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.timezone.utc)
         self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(self.name)
-            .issuer_name(self.name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
+            _valid_for_a_day(self.name, self.name, self.key)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(self.key, hashes.SHA256())
         )
@@ -76,7 +54,6 @@ class Authority:
         """A certificate for ``common_name`` with ``names`` (DNS names or IPs) as SANs:
         ``<common_name>.pem`` and ``<common_name>.key`` in ``folder``."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
         sans: list[x509.GeneralName] = []
         for name in names:
             try:
@@ -84,23 +61,41 @@ class Authority:
             except ValueError:
                 sans.append(x509.DNSName(name))
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(self.name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
+            _valid_for_a_day(
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]), self.name, key
+            )
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .sign(self.key, hashes.SHA256())
         )
-        cert_path, key_path = folder / f"{common_name}.pem", folder / f"{common_name}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
+        return _write(cert, key, folder / f"{common_name}.pem", folder / f"{common_name}.key")
+
+
+def _valid_for_a_day(
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
+) -> x509.CertificateBuilder:
+    """A certificate of ``subject`` for ``key``, from five minutes ago to a day from now."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+
+
+def _write(
+    cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, cert_path: Path, key_path: Path
+) -> tuple[Path, Path]:
+    """The certificate and its key as PEM files (the key unencrypted, PKCS#8)."""
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
-        return cert_path, key_path
+    )
+    return cert_path, key_path

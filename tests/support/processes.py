@@ -1,8 +1,8 @@
-"""Helpers shared by the test suites: free ports, subprocesses, database discovery."""
+"""Processes of the tests: free ports, child processes with their output, the test and
+example write handlers."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import random
@@ -12,22 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import asyncpg
-import grpc
-
-from chief_of_state.v1 import service_pb2_grpc
-from cos.postgres import DatabaseTarget, EmbeddedPostgres
-from cos.settings import CosSettings, settings_from
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout
 
 
 # Ports a test listens on come from below the kernel's ephemeral range and above Ray's
@@ -141,38 +131,6 @@ class Process:
         return code
 
 
-COS = [sys.executable, "-m", "cli.main"]
-# The operator token of every runtime the tests start (COS_ADMIN_TOKEN), and how a
-# test's gRPC call or cos-cli run presents it.
-ADMIN_TOKEN = "test-operator-token"
-OPERATOR_METADATA = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
-
-
-def serve_env(handler_port: int, port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COS_", "RAY_ADDRESS"))}
-    env.update(
-        COS_WRITE_SIDE_HOST="127.0.0.1",
-        COS_WRITE_SIDE_PORT=str(handler_port),
-        COS_PORT=str(port),
-        COS_ADDRESS="127.0.0.1",
-        COS_NUM_SHARDS="4",
-        COS_ADMIN_TOKEN=ADMIN_TOKEN,
-    )
-    env.update(extra)
-    return env
-
-
-def db_env(target: DatabaseTarget) -> dict[str, str]:
-    return {
-        "COS_DB_HOST": target.host,
-        "COS_DB_PORT": str(target.port),
-        "COS_DB_USER": target.user,
-        "COS_DB_PASSWORD": target.password,
-        "COS_DB_NAME": target.database,
-        "COS_DB_SCHEMA": target.schema,
-    }
-
-
 def start_write_handler(*extra: str) -> tuple[Process, int]:
     script = str(ROOT / "tests/handlers/writer.py")
     process = Process([sys.executable, script, "--port", "0", *extra])
@@ -198,98 +156,3 @@ def bank_handler_args(language: str, *extra: str) -> list[str]:
             "examples/bank-node is not installed: run scripts/install.sh (npm ci)"
         )
     return [*BANK_HANDLERS[language], *extra]
-
-
-async def _reachable(target: DatabaseTarget) -> bool:
-    try:
-        conn = await asyncpg.connect(**{**target.connect_kwargs(), "timeout": 3})
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
-        return False
-    await conn.close()
-    return True
-
-
-def find_database() -> tuple[DatabaseTarget, EmbeddedPostgres | None]:
-    """COS_TEST_DATABASE_URL, else 127.0.0.1:5432 (postgres), else an embedded server."""
-    url = os.environ.get("COS_TEST_DATABASE_URL")
-    if url:
-        return DatabaseTarget.from_url(url), None
-    local = DatabaseTarget("127.0.0.1", 5432, "postgres", "postgres", "public")
-    if asyncio.run(_reachable(local)):
-        return local, None
-    embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="cos-pg-")))
-    return DatabaseTarget.from_url(embedded.start()), embedded
-
-
-def new_schema_name() -> str:
-    return f"t_{uuid.uuid4().hex[:12]}"
-
-
-async def drop_schema(target: DatabaseTarget) -> None:
-    conn = await asyncpg.connect(**target.connect_kwargs())
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{target.schema}" CASCADE')
-    finally:
-        await conn.close()
-
-
-def build_image(tag: str) -> str:
-    """Build the runtime's image with scripts/build-image.sh (podman); its name."""
-    built = subprocess.run(
-        [str(ROOT / "scripts/build-image.sh"), tag], capture_output=True, text=True, timeout=1200
-    )
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    return f"localhost/cos-ray:{tag}"
-
-
-def refused_start(env: dict[str, str], timeout: float = 180) -> str:
-    """Run ``cos serve``, which must refuse to start (within ``timeout`` seconds); returns
-    its one ``cos:`` line (see :func:`one_line_failure`)."""
-    result = subprocess.run(
-        [*COS, "serve"], env=env, capture_output=True, text=True, timeout=timeout
-    )
-    return one_line_failure(result)
-
-
-def one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
-    """Exit 2, no traceback, and exactly one ``cos:`` line, the last one; returns it."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert [line for line in lines if line.startswith("cos: ")] == lines[-1:], result.stderr
-    return lines[-1]
-
-
-class Serve:
-    """A running ``cos serve`` with a sync client."""
-
-    def __init__(self, env: dict[str, str], cwd: Path = ROOT) -> None:
-        self.process = Process([*COS, "serve"], env=env, cwd=cwd)
-        self.process.wait_for(r"cos serve ready", timeout=180)
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{env['COS_PORT']}")
-        self.stub = service_pb2_grpc.ChiefOfStateServiceStub(self.channel)
-
-    def stop(self) -> int:
-        self.channel.close()
-        return self.process.stop()
-
-
-# Settings no environment variable sets, by the part that holds them.
-_NOT_FROM_ENVIRONMENT = {
-    "read_sides": "read_side.read_sides",
-    "telemetry": "telemetry.otel",
-    "descriptor_sets": "http.descriptor_sets",
-}
-_NOT_COS_PREFIXED = {"log_level": "LOG_LEVEL", "log_style": "LOG_STYLE", "pod_ip": "POD_IP"}
-
-
-def cos_settings(**values: Any) -> CosSettings:
-    """Settings for a test's runtime, each named as its environment variable is without
-    ``COS_``, in lower case (``num_shards=4`` is ``COS_NUM_SHARDS=4``); ``read_sides``,
-    ``telemetry`` and ``descriptor_sets`` set what no variable does. Validated as the
-    environment is (``SettingsError`` naming the variable)."""
-    named = {}
-    for name, value in values.items():
-        variable = _NOT_FROM_ENVIRONMENT.get(name) or _NOT_COS_PREFIXED.get(name)
-        named[variable or f"COS_{name.upper()}"] = value
-    return settings_from(named)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import grpc
 
 from chief_of_state.v1 import service_pb2_grpc
-from tests.integration.commands import request
-from tests.integration.readsides import Reader
+from tests.support.commands import request
+from tests.support.readsides import Reader
+from tests.support.waiting import wait_until
 
 Stub = service_pb2_grpc.ChiefOfStateServiceStub
 
@@ -79,16 +78,6 @@ def assert_journal_consistent(revisions: dict[str, list[int]], load: Load) -> No
         assert acked <= set(revisions[entity_id]), f"{entity_id}: an acknowledged command is lost"
 
 
-async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> float:
-    """Seconds until ``check()`` (awaitable) is true."""
-    began = time.monotonic()
-    while not await check():
-        if time.monotonic() - began > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.1)
-    return time.monotonic() - began
-
-
 async def assert_read_side_complete(reader: Reader, revisions: dict[str, list[int]]) -> None:
     """Every journaled event reaches the read side, and per entity never ahead of order."""
     expected = {(e, r) for e, revs in revisions.items() for r in revs}
@@ -96,7 +85,7 @@ async def assert_read_side_complete(reader: Reader, revisions: dict[str, list[in
     async def all_delivered() -> bool:
         return set(reader.delivered()) >= expected
 
-    await wait_for(all_delivered, 60, "every event at the read side")
+    await wait_until(all_delivered, 60, "every event at the read side")
     highest: dict[str, int] = defaultdict(int)
     for entity_id, revision in reader.delivered():
         assert revision <= highest[entity_id] + 1, f"{entity_id}: revision {revision} skipped ahead"

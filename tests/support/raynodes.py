@@ -17,7 +17,8 @@ import psutil
 
 from chief_of_state.v1 import service_pb2_grpc
 from cos.runtime import FAST_NODE_FAILURE
-from tests.support import COS, Process, free_port
+from tests.support.processes import Process, free_port
+from tests.support.serve import COS
 
 RAY = str(Path(sys.executable).parent / "ray")
 RAY_ENV = {
