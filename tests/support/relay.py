@@ -17,6 +17,7 @@ class Relay:
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def start(self) -> Relay:
@@ -26,10 +27,20 @@ class Relay:
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
+        """Stop listening, end the connections it relays, and end its thread."""
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.close()  # each pipe then reads its end and returns
+        relaying = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if relaying:
+            await asyncio.wait(relaying, timeout=5)
 
     async def _listen(self) -> int:
         self._server = await asyncio.start_server(self._serve, self.listen_host, 0)
@@ -42,7 +53,9 @@ class Relay:
         except OSError:
             writer.close()
             return
+        self._writers |= {writer, up_writer}
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
