@@ -69,7 +69,7 @@ from cluster_setup import (
     take_sigterm,
     wait_balanced,
 )
-from load import LoadSettings, _pack, bank_pb2, check_balances, run_groups
+from load import LoadSettings, bank_pb2, check_balances, pack_command, run_groups
 from processes import MachineCpuMeter, StartupError
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
@@ -114,7 +114,7 @@ def deal(ids_by_shard: dict[int, list[str]], workers: int) -> list[list[str]]:
 
 async def open_accounts(stub: service_pb2_grpc.ChiefOfStateServiceStub, ids: list[str]) -> None:
     """Opens each account once; BenchError if one cannot be."""
-    command = _pack(bank_pb2.OpenAccount(owner="bench", initial_balance=0))
+    command = pack_command(bank_pb2.OpenAccount(owner="bench", initial_balance=0))
     for entity_id in ids:
         request = service_pb2.ProcessCommandRequest(entity_id=entity_id, command=command)
         try:
@@ -269,7 +269,7 @@ async def probe(
     stub: service_pb2_grpc.ChiefOfStateServiceStub, entity_id: str, deadline: float
 ) -> float:
     """Deposits into ``entity_id`` until one succeeds; when it did (``time.perf_counter``)."""
-    command = _pack(bank_pb2.Deposit(amount=1))
+    command = pack_command(bank_pb2.Deposit(amount=1))
     request = service_pb2.ProcessCommandRequest(entity_id=entity_id, command=command)
     while True:
         try:

@@ -26,7 +26,7 @@ import ray
 from load import Call
 from processes import ServerProcess
 from ray.cluster_utils import Cluster
-from run import HANDLER_READY, REPO_DIR, BenchSettings, _free_port, drop_schemas
+from run import HANDLER_READY, REPO_DIR, BenchSettings, drop_schemas, free_port
 
 from cos.postgres import DatabaseTarget, migrate
 from cos.runtime import (
@@ -139,7 +139,7 @@ class Joined:
 
 def add_node(cluster: Cluster) -> Any:
     """A new node with a free gRPC port as its label, once Ray sees it; main thread only."""
-    labels = {PORT_LABEL: str(_free_port())}
+    labels = {PORT_LABEL: str(free_port())}
     node = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1", labels=labels)
     take_sigterm()
     cluster.wait_for_nodes()
@@ -208,7 +208,7 @@ def _quietly(what: str, step: Callable[[], object]) -> None:
 
 def start_handler(settings: ClusterBenchSettings, stack: contextlib.ExitStack) -> int:
     """The bank write handler, stopped with the stack; its port."""
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, str(REPO_DIR / "examples" / "bank" / "handler.py")]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
     handler = ServerProcess("bank handler", argv, settings.log_dir / "handler.log")
@@ -233,7 +233,7 @@ def start_cluster(stack: contextlib.ExitStack) -> Cluster:
     head = {
         "num_cpus": 1,
         "node_ip_address": "127.0.0.1",
-        "labels": {PORT_LABEL: str(_free_port())},
+        "labels": {PORT_LABEL: str(free_port())},
         "include_dashboard": False,
         "_system_config": FAST_NODE_FAILURE,
     }

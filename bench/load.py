@@ -129,7 +129,7 @@ class _Window:
         return self.start is not None and not self.closed and completed_at >= self.start
 
 
-def _pack(message: bank_pb2.OpenAccount | bank_pb2.Deposit) -> any_pb2.Any:
+def pack_command(message: bank_pb2.OpenAccount | bank_pb2.Deposit) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
@@ -160,7 +160,7 @@ class _Worker:
         """Opens every owned entity, tells the coordinator, then deposits until the end."""
         await self._open_all()
         self.opened.set()
-        deposit = _pack(bank_pb2.Deposit(amount=DEPOSIT_AMOUNT))
+        deposit = pack_command(bank_pb2.Deposit(amount=DEPOSIT_AMOUNT))
         live = [i for i in self._ids if self._result.balances[i] is not None] or self._ids
         turn = 0
         while not self._window.closed:
@@ -170,7 +170,7 @@ class _Worker:
 
     async def _open_all(self) -> None:
         for entity_id in self._ids:
-            command = _pack(bank_pb2.OpenAccount(owner="bench", initial_balance=0))
+            command = pack_command(bank_pb2.OpenAccount(owner="bench", initial_balance=0))
             code = await self._call(entity_id, command)
             self._result.balances[entity_id] = 0 if code is None else None
             if code is not None:

@@ -94,7 +94,7 @@ class ServerProcess:
         if self._popen is None:
             return []
         tree: dict[_ProcessKey, psutil.Process] = {}
-        for process in (*_tree(self._popen.pid)[1:], *also):
+        for process in (*process_tree(self._popen.pid)[1:], *also):
             key = _key(process)
             if key is not None:
                 tree[key] = process
@@ -190,13 +190,13 @@ class TreeCpuMeter:
                 self._sample()
 
     def _sample(self) -> None:
-        for process in _tree(self._root_pid, self._descendants):
+        for process in process_tree(self._root_pid, self._descendants):
             try:
                 with process.oneshot():
                     times = process.cpu_times()
                     key = (process.pid, process.create_time())
                     # Read each time: a Ray worker renames itself once it hosts an actor.
-                    self._labels[key] = _label(process)
+                    self._labels[key] = process_label(process)
             except psutil.Error:
                 continue  # gone since the walk: its last sample stands
             self._seen.setdefault(key, process)
@@ -234,7 +234,7 @@ def _busy_seconds() -> float:
     return float(sum(getattr(times, name, 0.0) for name in busy))
 
 
-def _label(process: psutil.Process) -> str:
+def process_label(process: psutil.Process) -> str:
     """A short name: Ray's worker title, a Python program and its subcommand, or the binary."""
     argv: list[str] = process.cmdline()
     if not argv:
@@ -254,7 +254,7 @@ def _label(process: psutil.Process) -> str:
     return " ".join(program)
 
 
-def _tree(pid: int, descendants: bool = True) -> list[psutil.Process]:
+def process_tree(pid: int, descendants: bool = True) -> list[psutil.Process]:
     """The process and, unless told not to, all its descendants; empty once it is gone."""
     try:
         root = psutil.Process(pid)

@@ -22,14 +22,14 @@ import uuid
 from pathlib import Path
 
 import grpc
-from load import LoadSettings, _pack, bank_pb2, run_load
+from load import LoadSettings, bank_pb2, pack_command, run_load
 from processes import ServerProcess
 from run import (
     HANDLER_READY,
     REPO_DIR,
     BenchSettings,
-    _free_port,
     drop_schemas,
+    free_port,
     runtime_process,
     wait_ready,
 )
@@ -64,7 +64,7 @@ async def paced(target: str, rate: float, duration: float, prefix: str, entities
     ids = [f"{prefix}-{i}" for i in range(entities)]
     async with grpc.aio.insecure_channel(target) as channel:
         stub = service_pb2_grpc.ChiefOfStateServiceStub(channel)
-        open_account = _pack(bank_pb2.OpenAccount(owner="lag", initial_balance=0))
+        open_account = pack_command(bank_pb2.OpenAccount(owner="lag", initial_balance=0))
         for chunk in range(0, entities, 64):
             await asyncio.gather(
                 *(
@@ -74,7 +74,7 @@ async def paced(target: str, rate: float, duration: float, prefix: str, entities
                     for e in ids[chunk : chunk + 64]
                 )
             )
-        deposit = _pack(bank_pb2.Deposit(amount=1))
+        deposit = pack_command(bank_pb2.Deposit(amount=1))
         calls: list[asyncio.Task[object]] = []
         start = time.perf_counter()
         sent = 0
@@ -97,7 +97,7 @@ def percentile(values: list[float], q: float) -> float:
 async def main(args: argparse.Namespace) -> None:
     settings = BenchSettings(log_dir=Path(tempfile.mkdtemp(prefix="cos-lag-")))
     out = settings.log_dir / "lag.txt"
-    handler_port, reader_port, port = _free_port(), _free_port(), _free_port()
+    handler_port, reader_port, port = free_port(), free_port(), free_port()
     handler = ServerProcess(
         "bank handler",
         [sys.executable, str(REPO_DIR / "examples/bank/handler.py"), "--port", str(handler_port)],

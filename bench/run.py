@@ -125,7 +125,7 @@ class OtlpSink:
     measured window."""
 
     def __init__(self, settings: BenchSettings, target: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.sampling = float(SAMPLING[target])
         argv = [sys.executable, str(BENCH_DIR / "otlp_sink.py"), "--port", str(self.port)]
         self.process = ServerProcess("otlp sink", argv, settings.log_dir / f"{target}-sink.log")
@@ -199,7 +199,7 @@ class _Meters:
                 meter.mark_end()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -336,17 +336,27 @@ async def drop_schemas(settings: BenchSettings, schemas: list[str]) -> None:
         print(f"bench: could not drop schemas {schemas}: {exc}", file=sys.stderr)
 
 
+async def start_bank_handler(settings: BenchSettings) -> tuple[ServerProcess, int]:
+    """The bank example's write handler, listening; the process and its port."""
+    port = free_port()
+    argv = [sys.executable, str(REPO_DIR / "examples" / "bank" / "handler.py")]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    handler = ServerProcess("bank handler", argv, settings.log_dir / "handler.log")
+    handler.start()
+    try:
+        await asyncio.to_thread(handler.wait_for_output, HANDLER_READY, 60.0)
+    except BaseException:
+        handler.stop(timeout=10)
+        raise
+    return handler, port
+
+
 async def bench(settings: BenchSettings) -> list[Measurement]:
     """Runs the handler and each target in turn; the measurements in order."""
     print(f"logs in {settings.log_dir}", flush=True)
-    handler_port = _free_port()
-    handler_argv = [sys.executable, str(REPO_DIR / "examples" / "bank" / "handler.py")]
-    handler_argv += ["--host", "127.0.0.1", "--port", str(handler_port)]
-    handler = ServerProcess("bank handler", handler_argv, settings.log_dir / "handler.log")
+    handler, handler_port = await start_bank_handler(settings)
     measurements: list[Measurement] = []
     try:
-        handler.start()
-        await asyncio.to_thread(handler.wait_for_output, HANDLER_READY, 60.0)
         for name in settings.targets:
             measurements.append(await _measure_target(name, settings, handler, handler_port))
     finally:
@@ -357,7 +367,7 @@ async def bench(settings: BenchSettings) -> list[Measurement]:
 async def _measure_target(
     name: str, settings: BenchSettings, handler: ServerProcess, handler_port: int
 ) -> Measurement:
-    port = _free_port()
+    port = free_port()
     sink = OtlpSink(settings, name) if name in SAMPLING else None
     if name == "floor":
         schema = f"bench_floor_{uuid.uuid4().hex[:8]}"

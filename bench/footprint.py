@@ -1,0 +1,167 @@
+"""Footprint and start-up of a single node: what ``cos serve`` costs to run and to start.
+
+Starts the bank example's write handler, then ``cos serve`` on a schema of its own: once
+to migrate it (not counted), then ``--starts`` times warm, each timed from the spawn to the
+first ProcessCommand answered (an OpenAccount). The last start stays up: the PSS and RSS of
+every process of its tree are read (grouped by Ray's process title or the program's name),
+idle and after ``--commands`` deposits. PSS counts a shared page once over the processes that
+share it, so the sum of PSS is what the node costs the machine; RSS counts it in each.
+
+Run: ``python bench/footprint.py [--starts 5] [--commands 2000] [--shards 8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import replace
+
+import grpc
+import psutil
+from load import bank_pb2, pack_command
+from processes import ServerProcess, process_label, process_tree
+from rich.console import Console
+from rich.table import Table
+from run import BenchSettings, drop_schemas, free_port, runtime_process, start_bank_handler
+
+from chief_of_state.v1 import service_pb2, service_pb2_grpc
+
+MB = 1024 * 1024
+Usage = dict[str, tuple[int, float, float]]  # label -> (processes, PSS MB, RSS MB)
+
+
+async def first_answer(target: str, server: ServerProcess, timeout: float) -> None:
+    """Returns once ``target`` answers an OpenAccount; StartupError if it never does."""
+    deadline = time.monotonic() + timeout
+    request = service_pb2.ProcessCommandRequest(
+        entity_id=f"footprint-{uuid.uuid4().hex[:8]}",
+        command=pack_command(bank_pb2.OpenAccount(owner="footprint", initial_balance=0)),
+    )
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = service_pb2_grpc.ChiefOfStateServiceStub(channel)
+        while True:
+            if server.exit_code() is not None:
+                raise server.failure(f"exited with code {server.exit_code()} before answering")
+            try:
+                await stub.ProcessCommand(request, timeout=2)
+                return
+            except grpc.aio.AioRpcError:
+                if time.monotonic() > deadline:
+                    raise server.failure(f"no answer within {timeout:.0f} s") from None
+            await asyncio.sleep(0.02)
+
+
+def usage(root_pid: int) -> Usage:
+    """PSS and RSS of the tree under ``root_pid``, by process label."""
+    found: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    for process in process_tree(root_pid):
+        try:
+            memory = process.memory_full_info()
+            label = process_label(process)
+        except psutil.Error:
+            continue  # gone meanwhile
+        row = found[label]
+        row[0] += 1
+        row[1] += memory.pss / MB
+        row[2] += memory.rss / MB
+    return {label: (int(n), pss, rss) for label, (n, pss, rss) in found.items()}
+
+
+async def deposits(target: str, commands: int, workers: int = 16) -> None:
+    """``commands`` deposits over ``workers`` accounts, one call at a time per account."""
+    prefix = f"footprint-load-{uuid.uuid4().hex[:6]}"
+    per_worker = commands // workers
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = service_pb2_grpc.ChiefOfStateServiceStub(channel)
+
+        async def work(worker: int) -> None:
+            entity_id = f"{prefix}-{worker}"
+            opening = bank_pb2.OpenAccount(owner="footprint", initial_balance=0)
+            await stub.ProcessCommand(
+                service_pb2.ProcessCommandRequest(
+                    entity_id=entity_id, command=pack_command(opening)
+                ),
+                timeout=30,
+            )
+            deposit = pack_command(bank_pb2.Deposit(amount=1))
+            for _ in range(per_worker):
+                await stub.ProcessCommand(
+                    service_pb2.ProcessCommandRequest(entity_id=entity_id, command=deposit),
+                    timeout=30,
+                )
+
+        await asyncio.gather(*(work(w) for w in range(workers)))
+
+
+def usage_table(idle: Usage, loaded: Usage, commands: int) -> Table:
+    table = Table(title=f"cos serve's process tree, idle and after {commands} commands")
+    for column in ("process", "count", "PSS idle", "PSS loaded", "RSS idle", "RSS loaded"):
+        table.add_column(column, justify="left" if column == "process" else "right")
+    order = sorted(set(idle) | set(loaded), key=lambda k: -loaded.get(k, idle.get(k, (0, 0)))[1])
+    for label in order:
+        n, pss_idle, rss_idle = idle.get(label, (0, 0.0, 0.0))
+        m, pss_loaded, rss_loaded = loaded.get(label, (0, 0.0, 0.0))
+        table.add_row(
+            label, str(max(n, m)), f"{pss_idle:.0f}", f"{pss_loaded:.0f}",
+            f"{rss_idle:.0f}", f"{rss_loaded:.0f}",
+        )  # fmt: skip
+    total = [sum(v[i] for v in usage.values()) for usage in (idle, loaded) for i in (1, 2)]
+    table.add_row("sum", "", *(f"{total[i]:.0f}" for i in (0, 2, 1, 3)), style="bold")
+    return table
+
+
+async def footprint(settings: BenchSettings, starts: int, commands: int) -> None:
+    console = Console(width=120)  # a fixed width, so that a log file keeps whole names
+    handler, handler_port = await start_bank_handler(settings)
+    schema = f"bench_fp_{uuid.uuid4().hex[:8]}"
+    seconds: list[float] = []
+    try:
+        for attempt in range(starts + 1):  # the first migrates the schema
+            port = free_port()
+            server = runtime_process(settings, port, handler_port, schema, name="runtime")
+            began = time.monotonic()
+            server.start()
+            try:
+                await first_answer(f"127.0.0.1:{port}", server, settings.startup_timeout)
+                took = time.monotonic() - began
+                if attempt:
+                    seconds.append(took)
+                what = "migrates the schema" if attempt == 0 else "warm"
+                console.print(f"start {attempt} ({what}): {took:.2f} s")
+                if attempt == starts:
+                    await asyncio.sleep(3)  # what start-up left behind settles
+                    idle = usage(server.pid)
+                    await deposits(f"127.0.0.1:{port}", commands)
+                    await asyncio.sleep(1)
+                    console.print(usage_table(idle, usage(server.pid), commands))
+            finally:
+                server.stop(timeout=30)
+        console.print(
+            f"warm start to the first answered command: median {statistics.median(seconds):.2f}"
+            f" s, min {min(seconds):.2f}, max {max(seconds):.2f} ({starts} starts)"
+        )
+    finally:
+        handler.stop(timeout=10)
+        if not settings.keep_schemas:
+            await drop_schemas(settings, [schema])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--starts", type=int, default=5, help="warm starts timed (5)")
+    parser.add_argument("--commands", type=int, default=2000, help="deposits of the load")
+    parser.add_argument("--shards", type=int, default=8, help="COS_NUM_SHARDS (8)")
+    args = parser.parse_args()
+    if args.starts < 1 or args.commands < 16:
+        sys.exit("footprint: --starts must be at least 1 and --commands at least 16")
+    settings = replace(BenchSettings(), num_shards=args.shards)
+    asyncio.run(footprint(settings, args.starts, args.commands))
+
+
+if __name__ == "__main__":
+    main()
