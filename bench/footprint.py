@@ -24,10 +24,18 @@ from dataclasses import replace
 import grpc
 import psutil
 from load import bank_pb2, pack_command
-from processes import ServerProcess, process_label, process_tree
+from processes import process_label, process_tree
 from rich.console import Console
 from rich.table import Table
-from run import BenchSettings, drop_schemas, free_port, runtime_process, start_bank_handler
+from run import (
+    BenchSettings,
+    Stub,
+    drop_schemas,
+    free_port,
+    runtime_process,
+    start_bank_handler,
+    wait_ready,
+)
 
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
 
@@ -35,25 +43,13 @@ MB = 1024 * 1024
 Usage = dict[str, tuple[int, float, float]]  # label -> (processes, PSS MB, RSS MB)
 
 
-async def first_answer(target: str, server: ServerProcess, timeout: float) -> None:
-    """Returns once ``target`` answers an OpenAccount; StartupError if it never does."""
-    deadline = time.monotonic() + timeout
+async def open_account(stub: Stub) -> None:
+    """The probe of a start: a command answered, an account opened."""
+    opening = bank_pb2.OpenAccount(owner="footprint", initial_balance=0)
     request = service_pb2.ProcessCommandRequest(
-        entity_id=f"footprint-{uuid.uuid4().hex[:8]}",
-        command=pack_command(bank_pb2.OpenAccount(owner="footprint", initial_balance=0)),
+        entity_id=f"footprint-{uuid.uuid4().hex[:8]}", command=pack_command(opening)
     )
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = service_pb2_grpc.ChiefOfStateServiceStub(channel)
-        while True:
-            if server.exit_code() is not None:
-                raise server.failure(f"exited with code {server.exit_code()} before answering")
-            try:
-                await stub.ProcessCommand(request, timeout=2)
-                return
-            except grpc.aio.AioRpcError:
-                if time.monotonic() > deadline:
-                    raise server.failure(f"no answer within {timeout:.0f} s") from None
-            await asyncio.sleep(0.02)
+    await stub.ProcessCommand(request, timeout=2)
 
 
 def usage(root_pid: int) -> Usage:
@@ -127,7 +123,8 @@ async def footprint(settings: BenchSettings, starts: int, commands: int) -> None
             began = time.monotonic()
             server.start()
             try:
-                await first_answer(f"127.0.0.1:{port}", server, settings.startup_timeout)
+                target = f"127.0.0.1:{port}"
+                await wait_ready(server, target, settings.startup_timeout, open_account, 0.02)
                 took = time.monotonic() - began
                 if attempt:
                     seconds.append(took)
@@ -136,7 +133,7 @@ async def footprint(settings: BenchSettings, starts: int, commands: int) -> None
                 if attempt == starts:
                     await asyncio.sleep(3)  # what start-up left behind settles
                     idle = usage(server.pid)
-                    await deposits(f"127.0.0.1:{port}", commands)
+                    await deposits(target, commands)
                     await asyncio.sleep(1)
                     console.print(usage_table(idle, usage(server.pid), commands))
             finally:

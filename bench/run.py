@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NoReturn
@@ -259,25 +260,42 @@ def floor_process(
     return ServerProcess("floor", argv, settings.log_dir / "floor.log")
 
 
-async def wait_ready(server: ServerProcess, target: str, timeout: float) -> None:
-    """Polls GetState until the server answers it (NOT_FOUND counts); StartupError if not."""
+Stub = service_pb2_grpc.ChiefOfStateServiceStub
+_READINESS_PROBE = service_pb2.GetStateRequest(entity_id="bench-readiness-probe")
+
+
+async def state_answered(stub: Stub) -> None:
+    """GetState of an entity nobody made: NOT_FOUND is an answer too."""
+    try:
+        await stub.GetState(_READINESS_PROBE, timeout=2)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+
+
+async def wait_ready(
+    server: ServerProcess,
+    target: str,
+    timeout: float,
+    probe: Callable[[Stub], Awaitable[None]] = state_answered,
+    interval: float = 0.5,
+) -> None:
+    """Calls ``probe`` every ``interval`` seconds until it succeeds; StartupError if the
+    server exits first or ``timeout`` passes."""
     deadline, last = time.monotonic() + timeout, "none"
-    request = service_pb2.GetStateRequest(entity_id="bench-readiness-probe")
     async with grpc.aio.insecure_channel(target) as channel:
         stub = service_pb2_grpc.ChiefOfStateServiceStub(channel)
         while True:
             if server.exit_code() is not None:
                 raise server.failure(f"exited with code {server.exit_code()} before ready")
             try:
-                await stub.GetState(request, timeout=2)
+                await probe(stub)
                 return
             except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
-                    return
                 last = exc.code().name
             if time.monotonic() > deadline:
                 raise server.failure(f"not ready within {timeout:.0f} s (last answer {last})")
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(interval)
 
 
 async def measure(
