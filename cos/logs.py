@@ -10,15 +10,20 @@
   (``cos.telemetry`` adds them).
 
 The driver (``cos serve``) and the Ray actors (shard hosts, coordinator) each call
-:func:`configure_logging` with the same :class:`LogSettings`. Ray forwards an actor's
-output to the driver; :func:`prepare_ray_log_forwarding` makes it print those lines as
-they are, without its ``(Node pid=...)`` prefix and colour codes, so every line on
-the driver's stderr has one format.
+:func:`configure_logging` with the same :class:`LogSettings`. An actor on the driver's
+machine writes to the driver's own stderr (:func:`share_stderr`), so every line reaches
+where the operator looks without Ray's log monitor, a process per node that tails the
+workers' files. What Ray still forwards (a ``cos serve`` whose stderr cannot be shared,
+clusters started by other means), :func:`prepare_ray_log_forwarding` makes it print as it
+is, without its ``(Node pid=...)`` prefix and colour codes, so every line on the
+driver's stderr has one format.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import io
 import logging
 import os
 import sys
@@ -162,7 +167,7 @@ class PublicNames(logging.Filter):
         return True
 
 
-def configure_logging(settings: LogSettings, stream: IO[str] | None = None) -> None:
+def configure_logging(settings: LogSettings, stream: IO[str] | io.TextIOBase | None = None) -> None:
     """Send every log record of this process to ``stream`` (stderr) in the chosen style,
     identical warnings rate-limited (:class:`RepeatFilter`), loggers by their public names
     (:class:`PublicNames`)."""
@@ -186,6 +191,75 @@ def configure_logging(settings: LogSettings, stream: IO[str] | None = None) -> N
     # Chatty at INFO without saying anything an operator acts on.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` of this machine started (clock ticks since boot, from
+    ``/proc``): with its pid, it names one process, never a later one given the same pid;
+    None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[19])  # starttime, the 22nd field; the 3rd is the first after ")"
+
+
+def can_share_stderr(pid: int) -> bool:
+    """Whether another process may open the stderr of process ``pid`` (a terminal, a pipe
+    or a file; not a socket, as systemd gives a service)."""
+    try:
+        os.close(os.open(f"/proc/{pid}/fd/2", os.O_WRONLY | os.O_APPEND))
+    except OSError:
+        return False
+    return True
+
+
+def share_stderr(pid: int, started: int | None = None) -> bool:
+    """Make this process's stderr that of process ``pid`` of this machine (which started
+    at ``started``, when given, see :func:`process_start`): what this process and its
+    children write there goes where that process's lines go. False, and stderr left as it
+    was, when that process is gone or its stderr cannot be opened."""
+    if started is not None and process_start(pid) != started:
+        return False
+    try:
+        shared = os.open(f"/proc/{pid}/fd/2", os.O_WRONLY | os.O_APPEND)
+    except OSError:
+        return False
+    sys.stderr.flush()
+    os.dup2(shared, 2)
+    os.close(shared)
+    return True
+
+
+class ProcessStderr(io.TextIOBase):
+    """A text stream writing to the stderr of process ``pid`` of this machine (which
+    started at ``started``) while that process runs, and to this one's afterwards.
+
+    Each write opens that stderr and closes it again: a long-lived process (the
+    coordinator) holding it open would keep a pipe read by the other process's parent
+    (``cos serve | tee``, a test) from ever ending.
+    """
+
+    def __init__(self, pid: int, started: int | None) -> None:
+        super().__init__()
+        self._path = f"/proc/{pid}/fd/2"
+        self._pid, self._started = pid, started
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if process_start(self._pid) == self._started:
+            with contextlib.suppress(OSError):  # it ended meanwhile: write here
+                shared = os.open(self._path, os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.write(shared, text.encode())
+                finally:
+                    os.close(shared)
+                return len(text)
+        sys.stderr.write(text)
+        return len(text)
 
 
 def prepare_ray_log_forwarding() -> None:

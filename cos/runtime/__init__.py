@@ -15,18 +15,15 @@ from typing import TYPE_CHECKING
 from cos.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from cos.runtime._assembly import NodePorts
+    from cos.runtime._actors import RayNode, alive_nodes, lookup_actor
     from cos.runtime._deploy import (
         FAST_NODE_FAILURE,
         ClusterMismatchError,
         NodeTakenError,
-        RayNode,
         Runtime,
-        alive_nodes,
         coordinator_of,
         join_node,
         launch_host,
-        lookup_actor,
         register_host,
         shard_report,
         start_host,
@@ -34,6 +31,7 @@ if TYPE_CHECKING:
     )
     from cos.runtime._driver import run
     from cos.runtime._node import Node
+    from cos.runtime._plan import NodePorts
     from cos.runtime._ray import connect_ray, disconnect_ray, prepare_ray
 
 __all__ = [

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import grpc
 
-from chief_of_state.v1 import manager_pb2, service_pb2
 from cos.history import HistoryReader
 from cos.http import HttpServer, build_app, codec_for
 from cos.postgres import (
@@ -32,6 +31,7 @@ from cos.postgres import (
     PostgresOffsetStore,
 )
 from cos.readside import ReadHandlerClient, ReadSideHosting, ReadSideManager
+from cos.runtime._plan import NodePlan
 from cos.runtime._server import bind, new_server, tls_words
 from cos.runtime.subscription_process import SubscriptionProcess
 from cos.service import NodeHealth, OperatorGate, add_node_services
@@ -39,10 +39,8 @@ from cos.settings import CosSettings
 from cos.sharding import LeaseKeeper, PeerClients, Peers, ShardHost, host_prefix
 from cos.subscription import CommitAnnouncer, CommitWakeups, SubscriptionHub
 from cos.telemetry import MetricsEndpoint, Telemetry, Wrappers
-from cos.v1 import cluster_pb2, history_pb2, readside_pb2, subscription_pb2
 from cos.writeside import (
     CommandHandler,
-    Interceptor,
     ShardParts,
     Sweeps,
     WriteHandler,
@@ -52,43 +50,8 @@ from cos.writeside import (
 
 log = logging.getLogger("cos.node")
 
+
 # The services a node answers on COS_PORT; health answers for each.
-SERVICES = [
-    service.full_name
-    for module in (
-        service_pb2,
-        manager_pb2,
-        cluster_pb2,
-        readside_pb2,
-        history_pb2,
-        subscription_pb2,
-    )
-    for service in module.DESCRIPTOR.services_by_name.values()
-]
-
-
-@dataclass(frozen=True)
-class NodePorts:
-    """Where one node listens: its gRPC port, its HTTP/JSON API's, its subscription
-    process's (none: no such process). Chosen once, when the node is launched."""
-
-    grpc: int
-    http: int
-    subscription: int | None = None
-
-
-@dataclass(frozen=True)
-class NodePlan:
-    """What a node is made from."""
-
-    settings: CosSettings
-    target: DatabaseTarget
-    host_id: str
-    ports: NodePorts
-    advertise: str  # where other nodes reach its gRPC port
-    interceptors: tuple[Interceptor, ...] = ()  # innermost after telemetry's, outermost first
-
-
 @dataclass
 class _Stores:
     journal: PostgresJournalStore

@@ -1,10 +1,9 @@
-"""Ray: the runtime's classes made actors, typed handles over them, and the start of a
-node's host.
+"""The start of a node's host and of the cluster's coordinator, on Ray (the actors and
+their handles are ``cos.runtime._actors``).
 
-Each node runs one ``Node`` actor (``cos.runtime._node``); the cluster runs one
-``Coordinator``. Both are plain classes made remote here, in one place. ``cos serve``
-starts the host of its own node (:func:`join_node`); tests start hosts on every node
-(:func:`start_runtime`). Either way the host registers with the cluster's coordinator.
+``cos serve`` starts the host of its own node (:func:`join_node`); tests start hosts on
+every node (:func:`start_runtime`). Either way the host registers with the cluster's
+coordinator.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -25,10 +23,20 @@ from ray.exceptions import ActorAlreadyExistsError, ActorDiedError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cos.errors import StartupError
-from cos.logs import LogSettings, configure_logging
 from cos.postgres import DatabaseTarget, read_leases
-from cos.runtime._assembly import NodePorts
-from cos.runtime._node import Node
+from cos.runtime._actors import (
+    CoordinatorActor,
+    LogTo,
+    NodeActor,
+    RayHost,
+    RayNode,
+    alive_nodes,
+    find_coordinator,
+    find_host,
+    lookup_actor,
+)
+from cos.runtime._node import Driver, Node
+from cos.runtime._plan import NodePorts
 from cos.settings import CosSettings, DeploymentSettings
 from cos.sharding import (
     HTTP_PORT_LABEL,
@@ -36,30 +44,13 @@ from cos.sharding import (
     PORT_LABEL,
     SUBSCRIPTION_PORT_LABEL,
     Coordinator,
-    CoordinatorHandle,
     PodSource,
-    Routes,
-    ShardInfo,
     ShardReport,
     coordinator_name,
     host_name,
 )
 
 log = logging.getLogger(__name__)
-
-
-class CoordinatorProcess(Coordinator):
-    """The coordinator as its actor runs it: logging as every process of the runtime."""
-
-    def __init__(self, num_shards: int, *, logging: LogSettings, **given: Any) -> None:
-        configure_logging(logging)
-        super().__init__(num_shards, **given)
-
-
-# Hosts and the coordinator take no CPU slot: they are I/O bound and must always be
-# schedulable next to user work.
-NodeActor = ray.remote(num_cpus=0, max_restarts=0)(Node)
-CoordinatorActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=3)(CoordinatorProcess)
 
 
 # Ray declares a node dead after health_check_failure_threshold missed checks
@@ -75,88 +66,6 @@ class NodeTakenError(StartupError):
 
 class ClusterMismatchError(StartupError):
     """The runtime of that name on the cluster runs with other shards or journal."""
-
-
-class RayHost:
-    """A node's actor, as the coordinator calls it (:class:`HostHandle`)."""
-
-    def __init__(self, handle: ActorHandle[Node]) -> None:
-        self._handle = handle
-
-    async def attach(self, coordinator: CoordinatorHandle) -> None:
-        await self._handle.attach.remote(coordinator)
-
-    async def assign(self, shards: Sequence[int]) -> dict[int, int]:
-        epochs: dict[int, int] = await self._handle.assign.remote(shards)
-        return epochs
-
-    async def release(self, shards: Sequence[int]) -> None:
-        await self._handle.release.remote(shards)
-
-    async def set_routes(self, routes: Routes) -> None:
-        await self._handle.set_routes.remote(routes)
-
-    async def ping(self) -> str:
-        return str(await self._handle.ping.remote())
-
-    async def address(self) -> str:
-        return str(await self._handle.address.remote())
-
-    async def shards(self) -> list[ShardInfo]:
-        infos: list[ShardInfo] = await self._handle.shards.remote()
-        return infos
-
-
-class RayCoordinator:
-    """The coordinator's actor, as a host calls it (:class:`CoordinatorHandle`)."""
-
-    def __init__(self, handle: ActorHandle[Coordinator]) -> None:
-        self._handle = handle
-
-    async def routes(self) -> dict[int, tuple[str, str]]:
-        routes: dict[int, tuple[str, str]] = await self._handle.routes.remote()
-        return routes
-
-    async def report(self) -> list[ShardReport]:
-        rows: list[ShardReport] = await self._handle.report.remote()
-        return rows
-
-
-# ActorHandle[Any]: a handle found by name can be of any of the runtime's actor classes.
-def lookup_actor(name: str) -> ActorHandle[Any]:
-    """A named actor of the runtime's namespace (raises ValueError when there is none)."""
-    handle: ActorHandle[Any] = ray.get_actor(name, namespace=NAMESPACE)
-    return handle
-
-
-def find_host(name: str) -> RayHost:
-    """A host by its actor name (the coordinator's ``find_host``)."""
-    return RayHost(lookup_actor(name))
-
-
-def find_coordinator(name: str) -> RayCoordinator:
-    """The coordinator by its actor name (its own ``find_self``)."""
-    return RayCoordinator(lookup_actor(name))
-
-
-@dataclass(frozen=True)
-class RayNode:
-    """What the runtime needs of a Ray node."""
-
-    node_id: str
-    ip: str
-    labels: Mapping[str, str]
-
-    @classmethod
-    def parse(cls, info: Mapping[str, Any]) -> RayNode:
-        """From an entry of ``ray.nodes()`` (Ray types it as ``dict[str, Any]``)."""
-        return cls(str(info["NodeID"]), str(info["NodeManagerAddress"]), info.get("Labels", {}))
-
-
-def alive_nodes() -> list[RayNode]:
-    """The Ray nodes that are alive."""
-    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
-    return [RayNode.parse(node) for node in nodes if node.get("Alive")]
 
 
 @dataclass
@@ -232,8 +141,11 @@ def kubernetes_pods(deployment: DeploymentSettings) -> PodSource:
     )
 
 
-def coordinator_of(settings: CosSettings, target: DatabaseTarget) -> ActorHandle[Coordinator]:
-    """The cluster's coordinator, created when it does not exist yet.
+def coordinator_of(
+    settings: CosSettings, target: DatabaseTarget, log_to: LogTo | None = None
+) -> ActorHandle[Coordinator]:
+    """The cluster's coordinator, created when it does not exist yet (one it creates logs
+    to ``log_to``'s stderr while on that one's node).
 
     A coordinator left idle by an earlier run with other settings (every host
     gone) is replaced; one that still has hosts is a configuration error.
@@ -250,6 +162,7 @@ def coordinator_of(settings: CosSettings, target: DatabaseTarget) -> ActorHandle
             ).remote(
                 cluster.num_shards,
                 logging=settings.logging,
+                log_to=log_to,
                 layout=wanted,
                 cluster=cluster.cluster_name,
                 read_leases=functools.partial(read_leases, target),
@@ -286,11 +199,11 @@ def start_host(
     settings: CosSettings,
     target: DatabaseTarget,
     node: RayNode,
-    driver_pid: int | None = None,
+    driver: Driver | None = None,
 ) -> str:
-    """Start the host of ``node``, register it, and return its id. With ``driver_pid``
-    (a process on the node's machine) the host stops serving when that process ends."""
-    host_id = launch_host(runtime, settings, target, node, driver_pid)
+    """Start the host of ``node``, register it, and return its id. With ``driver`` (a
+    process on the node's machine) the host stops serving when that process ends."""
+    host_id = launch_host(runtime, settings, target, node, driver)
     register_host(runtime, host_id)
     return host_id
 
@@ -321,12 +234,59 @@ def launch_host(
     settings: CosSettings,
     target: DatabaseTarget,
     node: RayNode,
-    driver_pid: int | None = None,
+    driver: Driver | None = None,
 ) -> str:
     """Create the node actor of ``node`` and start its gRPC server (it owns no shard yet)."""
+    return begin_launch(runtime.name, settings, target, node, driver).finish(runtime)
+
+
+@dataclass
+class Launch:
+    """A node actor created and starting (:func:`begin_launch`), while the caller does
+    something else; :meth:`finish` waits for its start."""
+
+    host_id: str
+    advertise: str
+    host: ActorHandle[Node] | None
+    started: ObjectRef[str] | None
+    taken: NodeTakenError | None = None  # raised by finish, after what the caller checked
+
+    def finish(self, runtime: Runtime) -> str:
+        """Wait for the node's start; add it to ``runtime``; return its id. Raises the
+        node's own ``StartupError`` (a taken port) or ``NodeTakenError``."""
+        if self.taken is not None:
+            raise self.taken
+        assert self.host is not None and self.started is not None
+        try:
+            ray.get(self.started)
+        except BaseException as exc:
+            self.abandon()
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, StartupError):
+                raise cause from None
+            raise
+        runtime.hosts[self.host_id] = self.host
+        runtime.addresses[self.host_id] = self.advertise
+        return self.host_id
+
+    def abandon(self) -> None:
+        """Remove the actor: it is detached, and left alive it would hold the node's name."""
+        if self.host is not None:
+            with contextlib.suppress(RayError, ValueError):
+                ray.kill(self.host)
+
+
+def begin_launch(
+    runtime_name: str,
+    settings: CosSettings,
+    target: DatabaseTarget,
+    node: RayNode,
+    driver: Driver | None = None,
+) -> Launch:
+    """Create the node actor of ``node`` and ask it to start; return at once."""
     ports = ports_of(settings, node)
     advertise = f"{advertised_host(settings, node)}:{ports.grpc}"
-    host_id = host_name(runtime.name, node.node_id)
+    host_id = host_name(runtime_name, node.node_id)
     try:
         host = cast(
             ActorHandle[Node],
@@ -335,29 +295,16 @@ def launch_host(
                 namespace=NAMESPACE,
                 lifetime="detached",
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
-            ).remote(
-                settings, target, host_id, ports=ports, advertise=advertise, driver_pid=driver_pid
-            ),
+            ).remote(settings, target, host_id, ports=ports, advertise=advertise, driver=driver),
         )
     except ActorAlreadyExistsError:
-        raise NodeTakenError(
+        taken = NodeTakenError(
             f"{host_id} already serves Ray node {node.node_id[:12]}: run one cos serve per"
             " node (on a machine with several nodes, COS_RAY_TEMP_DIR picks the node;"
             " runtimes sharing a cluster need different COS_CLUSTER_NAMEs)"
-        ) from None
-    try:
-        ray.get(host.start.remote())
-    except BaseException as exc:
-        # The actor is detached: left alive, it would hold the node's name.
-        with contextlib.suppress(RayError, ValueError):
-            ray.kill(host)
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, StartupError):
-            raise cause from None
-        raise
-    runtime.hosts[host_id] = host
-    runtime.addresses[host_id] = advertise
-    return host_id
+        )
+        return Launch(host_id, advertise, None, None, taken)
+    return Launch(host_id, advertise, host, host.start.remote())
 
 
 def register_host(runtime: Runtime, host_id: str) -> list[int]:
@@ -381,13 +328,22 @@ def start_runtime(
     return runtime
 
 
-def join_node(settings: CosSettings, target: DatabaseTarget) -> Runtime:
-    """What ``cos serve`` does: start and register the host of the node it runs on."""
+def join_node(settings: CosSettings, target: DatabaseTarget, control: str | None = None) -> Runtime:
+    """What ``cos serve`` does: start and register the host of the node it runs on (which
+    answers this process on the Unix socket ``control``, when given)."""
     here = ray.get_runtime_context().get_node_id()
     node = next(n for n in alive_nodes() if n.node_id == here)
-    runtime = Runtime(settings.cluster.cluster_name, coordinator_of(settings, target))
     # The host lives on this machine: it stops serving the moment this driver is gone.
-    start_host(runtime, settings, target, node, driver_pid=os.getpid())
+    name, driver = settings.cluster.cluster_name, Driver(os.getpid(), control)
+    # The node's actor and the coordinator start side by side, each a process of its own.
+    launch = begin_launch(name, settings, target, node, driver)
+    try:
+        coordinator = coordinator_of(settings, target, LogTo.this_driver())
+    except BaseException:
+        launch.abandon()
+        raise
+    runtime = Runtime(name, coordinator)
+    register_host(runtime, launch.finish(runtime))
     return runtime
 
 

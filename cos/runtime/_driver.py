@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import secrets
 import signal
 import socket
+import sys
+import tempfile
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
@@ -19,22 +23,24 @@ from ray.actor import ActorHandle
 
 from cos.errors import PortInUseError, StartupError
 from cos.http import codec_for
+from cos.logs import can_share_stderr
 from cos.postgres import (
     DatabaseTarget,
     EmbeddedPostgres,
-    migrate,
     pin_shard_count,
     resolve_target,
     wait_for_database,
 )
 from cos.runtime._deploy import FAST_NODE_FAILURE, Runtime, join_node
 from cos.runtime._ray import connect_ray, disconnect_ray
+from cos.runtime.watcher import remove_control
 from cos.service import LOCAL_TOKEN_FILE
 from cos.settings import CosSettings, replaced
 
 log = logging.getLogger("cos.serve")
 
 _HEALTH_INTERVAL = 5.0
+_SOCKET_PATH_MAX = 108  # sun_path, with its terminating NUL
 
 
 def run(settings: CosSettings, ray_address: str | None) -> int:
@@ -42,19 +48,28 @@ def run(settings: CosSettings, ray_address: str | None) -> int:
     codec_for(settings.http.descriptor_sets)  # unusable descriptor sets stop us here
     target, embedded = resolve_target(settings.db)
     try:
-        asyncio.run(_prepare_journal(target, settings))
-        settings = _for_this_node(settings, local=ray_address is None)
-        # "local" starts a cluster of our own (on loopback); without it Ray would
-        # attach to whatever cluster was started last on this machine.
-        connect_ray(
-            ray_address,
-            # Picks this machine's node when several run on it (default: the head).
-            temp_dir=settings.ray.temp_dir,
-            system_config=_system_config(settings),
-        )
+        # The journal is made ready while Ray starts: neither waits for the other.
+        with ThreadPoolExecutor(1, thread_name_prefix="journal") as journal:
+            prepared = journal.submit(asyncio.run, _prepare_journal(target, settings))
+            settings = _for_this_node(settings, local=ray_address is None)
+            # "local" starts a cluster of our own (on loopback); without it Ray would
+            # attach to whatever cluster was started last on this machine.
+            connect_ray(
+                ray_address,
+                # Picks this machine's node when several run on it (default: the head).
+                temp_dir=settings.ray.temp_dir,
+                system_config=_system_config(settings),
+            )
+            prepared.result()  # its StartupError, if any
         # After ray.init, which installs a SIGTERM handler that exits at once.
         stop = _stop_on_signals()
-        return _serve(join_node(settings, target), stop)
+        control = _control_socket() if embedded is None else None
+        runtime = join_node(settings, target, control)
+        for host_id, bound in runtime.addresses.items():
+            log.info("cos serve ready: %s listening on %s", host_id, bound)
+        if control is not None:
+            _become_watcher(control, stop)  # returns only when a signal came first
+        return _serve(runtime, stop)
     finally:
         disconnect_ray()
         _stop_embedded(embedded)
@@ -80,8 +95,6 @@ def _for_this_node(settings: CosSettings, *, local: bool) -> CosSettings:
 
 def _serve(runtime: Runtime, stop: threading.Event) -> int:
     try:
-        for host_id, bound in runtime.addresses.items():
-            log.info("cos serve ready: %s listening on %s", host_id, bound)
         return _wait(runtime.hosts, stop)
     finally:
         log.info("shutting down: handing shards over, draining in-flight commands")
@@ -92,12 +105,45 @@ def _serve(runtime: Runtime, stop: threading.Event) -> int:
                 log.error("graceful hand-over of %s failed: %s", host_id, exc)
 
 
+def _control_socket() -> str | None:
+    """Where the node will answer this process once it is the watcher; None when it
+    cannot become one (see ``cos.runtime.watcher``): its stderr, which the node writes to,
+    cannot be shared, or the temporary folder's path is too long for a Unix socket."""
+    if not can_share_stderr(os.getpid()):
+        return None
+    control = os.path.join(tempfile.mkdtemp(prefix="cos-serve-"), "node.sock")
+    if len(control.encode()) >= _SOCKET_PATH_MAX:
+        os.rmdir(os.path.dirname(control))
+        return None
+    return control
+
+
+def _become_watcher(control: str, stop: threading.Event) -> None:
+    """Replace this process with ``cos.runtime.watcher`` (same pid, stderr and children),
+    which keeps the node's lifeline without Ray; returns when a signal came during
+    start-up, for this process to hand the node over itself."""
+    signals = {signal.SIGTERM, signal.SIGINT}
+    # Blocked across exec: the watcher gets one that comes meanwhile once it listens.
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    if stop.is_set():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        remove_control(control)
+        return
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "cos.runtime.watcher", control])
+
+
 def _stop_embedded(embedded: EmbeddedPostgres | None) -> None:
     if embedded is not None:
         embedded.stop()
 
 
 async def _prepare_journal(target: DatabaseTarget, settings: CosSettings) -> None:
+    from cos.postgres import migrate  # alembic: loaded in this thread, while Ray starts
+
     await wait_for_database(target, settings.db.connect_retry_seconds)
     await migrate(target)
     log.info("schema %r migrated", target.schema)

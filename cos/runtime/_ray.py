@@ -18,17 +18,38 @@
 
 A variable the operator set already is left alone. :func:`connect_ray` is the one
 ``ray.init`` of the runtime's commands.
+
+**A lean head.** The Ray that ``cos serve`` starts runs only what the runtime uses: GCS,
+raylet and the raylet's two agents. Ray's API server (the dashboard's head, which
+``include_dashboard=False`` slims but still starts, for usage statistics), its autoscaler
+monitor and its log monitor are left out; ``ray.init`` has no switch for them, so
+:func:`connect_ray` gives it a ``Node`` of its own making (:class:`ray._private.node.Node`,
+with the ``no_monitor`` and ``include_log_monitor`` of ``ray start --no-monitor
+--include-log-monitor=false``, and no API server). The log monitor stays when the actors
+cannot write to the driver's stderr (``cos.logs.share_stderr``: a socket, as systemd
+gives). The raylet's agents stay: the raylet waits for the dashboard agent's port files
+before it registers and fate-shares with the runtime-env agent.
+``tests/integration/test_ray_processes.py`` names what must not run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
-from collections.abc import Mapping
+import signal
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from cos.logs import prepare_ray_log_forwarding
+from cos.logs import can_share_stderr, prepare_ray_log_forwarding
 from cos.settings import RaySettings
 from cos.sharding import NAMESPACE
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 def prepare_ray(settings: RaySettings, *, local: bool) -> None:
@@ -64,16 +85,59 @@ def connect_ray(
     are left out."""
     import ray
 
-    ray.init(
-        address=address or "local",
-        _node_ip_address=None if address else "127.0.0.1",
-        _system_config=None if address else dict(system_config or {}),
-        _temp_dir=temp_dir if address else None,
-        namespace=NAMESPACE,
-        include_dashboard=False,
-        logging_level=logging.ERROR if quiet else logging.WARNING,
-        configure_logging=False,
-    )
+    # The actors write to this process's stderr when they can, Ray's log monitor need not.
+    log_monitor = not can_share_stderr(os.getpid())
+    with contextlib.nullcontext() if address else _lean_head(log_monitor):
+        ray.init(
+            address=address or "local",
+            _node_ip_address=None if address else "127.0.0.1",
+            _system_config=None if address else dict(system_config or {}),
+            _temp_dir=temp_dir if address else None,
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            logging_level=logging.ERROR if quiet else logging.WARNING,
+            configure_logging=False,
+        )
+
+
+@contextlib.contextmanager
+def _lean_head(log_monitor: bool) -> Iterator[None]:
+    """While it is open, ``ray.init(address="local")`` starts a head without Ray's API
+    server and autoscaler monitor, and without its log monitor unless ``log_monitor``
+    (see the module's docstring)."""
+    from ray._private import node
+
+    ray_node: Any = node.Node  # untyped in Ray
+
+    class LeanHead(ray_node):  # type: ignore[misc]
+        def __init__(self, ray_params: Any, *args: Any, **kwargs: Any) -> None:
+            ray_params.no_monitor = True  # the autoscaler: the runtime scales nothing
+            ray_params.include_log_monitor = log_monitor
+            super().__init__(ray_params, *args, **kwargs)
+
+        def start_api_server(self, **_: Any) -> None:
+            self._webui_url = None  # no dashboard, no usage statistics (ray.init turns them off)
+
+    setattr(node, "Node", LeanHead)  # noqa: B010 (ray.init reads the module's name)
+    try:
+        yield
+    finally:
+        setattr(node, "Node", ray_node)  # noqa: B010
+
+
+def die_with_raylet() -> None:
+    """Have the kernel kill this actor's process the moment its parent, the raylet, ends
+    (Linux's ``PR_SET_PDEATHSIG``). Left to Ray, a worker notices a lost raylet after
+    one to two seconds; a node killed as a group is then gone at once: the raylet dies
+    with ``cos serve`` (Ray's fate sharing), and the actors with the raylet."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG): %s", os.strerror(ctypes.get_errno()))
+    elif parent == 1:  # the raylet ended before the kernel was told
+        os._exit(1)
 
 
 def disconnect_ray() -> None:

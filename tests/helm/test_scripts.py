@@ -26,6 +26,8 @@ def test_the_head_starts_ray_as_head_then_becomes_cos_serve() -> None:
         "--object-store-memory=268435456",
         "--disable-usage-stats",
         "--include-dashboard=false",
+        "--no-monitor",
+        "--include-log-monitor=false",
     ):
         assert flag in start.split(), flag
     config = start.split("--system-config=", 1)[1]
@@ -102,6 +104,7 @@ def test_the_worker_script_waits_for_the_head(fake_tools: Path) -> None:
         "--num-cpus=1",
         "--object-store-memory=268435456",
         "--disable-usage-stats",
+        "--include-log-monitor=false",
     ]
     assert (log / "cos").read_text().split() == [str(process.pid), "serve", "--address", "auto"]
 

@@ -42,10 +42,12 @@ class RayNode:
         self.temp_dir = tempfile.mkdtemp(prefix="cosray-", dir="/tmp")
         args = [RAY, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1"]
         args += ["--temp-dir", self.temp_dir, "--disable-usage-stats"]
+        args += ["--include-log-monitor", "false"]
         if head_address is None:
             self.address = f"127.0.0.1:{port or free_port()}"
             args += ["--head", "--port", self.address.split(":")[1]]
-            args += ["--include-dashboard", "false"]
+            # What the Helm chart leaves out of a head (docs/architecture.md).
+            args += ["--include-dashboard", "false", "--no-monitor"]
             args += ["--ray-client-server-port", str(free_port())]
             args += ["--system-config", json.dumps(FAST_NODE_FAILURE)]
         else:
@@ -65,12 +67,6 @@ class RayNode:
         if started.returncode != 0:
             self.stop()
             raise AssertionError(f"ray start failed:\n{output}")
-
-    def worker_logs(self) -> str:
-        """What the node's Ray workers (the actors) wrote. While the head is down Ray
-        forwards none of it to the drivers."""
-        logs = Path(self.temp_dir, "session_latest", "logs")
-        return "\n".join(f.read_text(errors="replace") for f in sorted(logs.glob("worker-*")))
 
     def stop(self) -> None:
         """SIGKILL every process of the node (the session of its ``ray start``)."""

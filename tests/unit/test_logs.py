@@ -6,12 +6,21 @@ import io
 import json
 import logging
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from cos.logs import LogSettings, LogStyle, RepeatFilter, configure_logging
+from cos.logs import (
+    LogSettings,
+    LogStyle,
+    ProcessStderr,
+    RepeatFilter,
+    configure_logging,
+    process_start,
+)
 from cos.telemetry._setup import add_trace_ids_to_logs
 
 
@@ -101,3 +110,56 @@ def test_identical_warnings_are_held_back_then_counted() -> None:
     ]
     info = logging.LogRecord("cos.x", logging.INFO, __file__, 1, "same", None, None)
     assert all(repeat.filter(info) for _ in range(3))  # only warnings and worse are held
+
+
+def _sleeper() -> subprocess.Popen[str]:
+    """A process whose stderr is a pipe this test reads."""
+    code = "import sys, time; sys.stdin.read()"
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _share(pid: int, started: int | None) -> str:
+    """A second process shares the stderr of ``pid`` and writes a line there."""
+    code = (
+        "import sys; from cos.logs import share_stderr;"
+        f" shared = share_stderr({pid}, {started});"
+        " print('shared' if shared else 'not shared', file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    return done.stderr
+
+
+def test_a_process_writes_its_lines_to_another_ones_stderr() -> None:
+    sleeper = _sleeper()
+    try:
+        assert _share(sleeper.pid, process_start(sleeper.pid)) == ""  # none left here
+    finally:
+        _, err = sleeper.communicate("", timeout=30)
+    assert err == "shared\n"
+
+
+def test_a_later_process_with_the_same_pid_is_not_written_to() -> None:
+    sleeper = _sleeper()
+    started = process_start(sleeper.pid)
+    assert started is not None
+    try:
+        assert _share(sleeper.pid, started + 1) == "not shared\n"
+    finally:
+        _, err = sleeper.communicate("", timeout=30)
+    assert err == ""
+    assert process_start(sleeper.pid) is None  # gone
+
+
+def test_a_stream_to_another_process_keeps_nothing_open_and_outlives_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sleeper = _sleeper()
+    stream = ProcessStderr(sleeper.pid, process_start(sleeper.pid))
+    stream.write("first\n")
+    # It holds no descriptor of the pipe: the sleeper's reader sees its end.
+    _, err = sleeper.communicate("", timeout=30)
+    assert err == "first\n"
+    stream.write("second\n")  # the process is gone: here instead
+    assert capsys.readouterr().err == "second\n"

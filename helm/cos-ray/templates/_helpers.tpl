@@ -284,9 +284,12 @@ reaches it, and it exits when its raylet dies. A worker first waits for the head
 {{- define "cos-ray.startScript" -}}
 {{- $v := .root.Values }}
 {{- $resources := printf "--num-cpus=%d --object-store-memory=%d" (int $v.ray.numCpus) (int64 $v.ray.objectStoreMemory) -}}
+{{- /* What the runtime does not use stays off (docs/architecture.md, "Processes"): usage
+statistics, the dashboard, the autoscaler monitor; the log monitor, since the actors write
+to cos serve's stderr themselves. */ -}}
 set -e
 {{- if eq .role "head" }}
-ray start --head --node-ip-address="$POD_IP" --port={{ int $v.ray.port }} {{ $resources }} --disable-usage-stats --include-dashboard=false --system-config={{ include "cos-ray.shellQuote" (toJson $v.ray.systemConfig) }}
+ray start --head --node-ip-address="$POD_IP" --port={{ int $v.ray.port }} {{ $resources }} --disable-usage-stats --include-dashboard=false --no-monitor --include-log-monitor=false --system-config={{ include "cos-ray.shellQuote" (toJson $v.ray.systemConfig) }}
 {{- if and $v.ray.gcsFaultTolerance.redisAddress $v.ray.gcsFaultTolerance.redisPasswordSecret.name }} --redis-password="$REDIS_PASSWORD"{{ end }}
 {{- else }}
 head="{{ include "cos-ray.headAddress" .root }}"
@@ -294,7 +297,7 @@ until python3 -c 'import socket, sys; host, port = sys.argv[1].rsplit(":", 1); s
   echo "waiting for the Ray head at $head"
   sleep 2
 done
-ray start --address="$head" --node-ip-address="$POD_IP" {{ $resources }} --disable-usage-stats
+ray start --address="$head" --node-ip-address="$POD_IP" {{ $resources }} --disable-usage-stats --include-log-monitor=false
 {{- end }}
 exec cos serve --address auto
 {{- end }}
