@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import signal
 import statistics
 import sys
 import time
@@ -40,7 +43,7 @@ from run import (
 from chief_of_state.v1 import service_pb2, service_pb2_grpc
 
 MB = 1024 * 1024
-Usage = dict[str, tuple[int, float, float]]  # label -> (processes, PSS MB, RSS MB)
+Usage = dict[str, tuple[int, float, float, float]]  # label -> (processes, PSS, RSS, USS MB)
 
 
 async def open_account(stub: Stub) -> None:
@@ -54,7 +57,7 @@ async def open_account(stub: Stub) -> None:
 
 def usage(root_pid: int) -> Usage:
     """PSS and RSS of the tree under ``root_pid``, by process label."""
-    found: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    found: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0])
     for process in process_tree(root_pid):
         try:
             memory = process.memory_full_info()
@@ -65,7 +68,8 @@ def usage(root_pid: int) -> Usage:
         row[0] += 1
         row[1] += memory.pss / MB
         row[2] += memory.rss / MB
-    return {label: (int(n), pss, rss) for label, (n, pss, rss) in found.items()}
+        row[3] += memory.uss / MB
+    return {label: (int(n), pss, rss, uss) for label, (n, pss, rss, uss) in found.items()}
 
 
 async def deposits(target: str, commands: int, workers: int = 16) -> None:
@@ -94,20 +98,44 @@ async def deposits(target: str, commands: int, workers: int = 16) -> None:
         await asyncio.gather(*(work(w) for w in range(workers)))
 
 
+def killed_as_group(pid: int) -> tuple[float, int]:
+    """Seconds from SIGKILL of the process group of ``pid`` until no process of its tree
+    runs, and how many of them were outside that group."""
+    tree = process_tree(pid)
+    outside = sum(1 for process in tree if os.getpgid(process.pid) != pid)
+    began = time.monotonic()
+    os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)  # cos serve is ours to reap; init reaps the rest
+    while any(_running(process) for process in tree):
+        time.sleep(0.005)
+    return time.monotonic() - began, outside
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def usage_table(idle: Usage, loaded: Usage, commands: int) -> Table:
+    """PSS idle and loaded, RSS and USS loaded (USS: the pages no other process maps,
+    what stopping the process would give back)."""
     table = Table(title=f"cos serve's process tree, idle and after {commands} commands")
-    for column in ("process", "count", "PSS idle", "PSS loaded", "RSS idle", "RSS loaded"):
+    columns = ("process", "count", "PSS idle", "PSS loaded", "RSS loaded", "USS loaded")
+    for column in columns:
         table.add_column(column, justify="left" if column == "process" else "right")
-    order = sorted(set(idle) | set(loaded), key=lambda k: -loaded.get(k, idle.get(k, (0, 0)))[1])
+    empty = (0, 0.0, 0.0, 0.0)
+    order = sorted(set(idle) | set(loaded), key=lambda k: -loaded.get(k, idle.get(k, empty))[1])
     for label in order:
-        n, pss_idle, rss_idle = idle.get(label, (0, 0.0, 0.0))
-        m, pss_loaded, rss_loaded = loaded.get(label, (0, 0.0, 0.0))
-        table.add_row(
-            label, str(max(n, m)), f"{pss_idle:.0f}", f"{pss_loaded:.0f}",
-            f"{rss_idle:.0f}", f"{rss_loaded:.0f}",
-        )  # fmt: skip
-    total = [sum(v[i] for v in usage.values()) for usage in (idle, loaded) for i in (1, 2)]
-    table.add_row("sum", "", *(f"{total[i]:.0f}" for i in (0, 2, 1, 3)), style="bold")
+        n, pss_idle, _, _ = idle.get(label, empty)
+        m, pss, rss, uss = loaded.get(label, empty)
+        figures = (pss_idle, pss, rss, uss)
+        table.add_row(label, str(max(n, m)), *(f"{figure:.0f}" for figure in figures))
+    sums = [sum(v[1] for v in idle.values())]
+    sums += [sum(v[i] for v in loaded.values()) for i in (1, 2, 3)]
+    table.add_row("sum", "", *(f"{figure:.0f}" for figure in sums), style="bold")
     return table
 
 
@@ -136,6 +164,11 @@ async def footprint(settings: BenchSettings, starts: int, commands: int) -> None
                     await deposits(target, commands)
                     await asyncio.sleep(1)
                     console.print(usage_table(idle, usage(server.pid), commands))
+                    took, outside = killed_as_group(server.pid)
+                    console.print(
+                        f"SIGKILL to cos serve's process group: every process gone after"
+                        f" {took * 1000:.0f} ms ({outside} of them outside the group)"
+                    )
             finally:
                 server.stop(timeout=30)
         console.print(
