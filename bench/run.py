@@ -283,7 +283,11 @@ async def wait_ready(
     """Calls ``probe`` every ``interval`` seconds until it succeeds; StartupError if the
     server exits first or ``timeout`` passes."""
     deadline, last = time.monotonic() + timeout, "none"
-    async with grpc.aio.insecure_channel(target) as channel:
+    # Reconnect at once: with gRPC's default backoff (1 s, then 1.6 times longer each
+    # time) a channel that tried before the server listened waits seconds to try again,
+    # and the start would be timed by the client's backoff, not by the server.
+    backoff = [(f"grpc.{name}_reconnect_backoff_ms", 10) for name in ("initial", "min", "max")]
+    async with grpc.aio.insecure_channel(target, options=backoff) as channel:
         stub = service_pb2_grpc.ChiefOfStateServiceStub(channel)
         while True:
             if server.exit_code() is not None:
