@@ -91,16 +91,20 @@ class ChartNode:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def ray_start(name: str, env: dict[str, str], head: str | None) -> tuple[ChartNode, str]:
-    """A ``ray start`` node; returns it and the head's address."""
+def ray_start(
+    name: str, env: dict[str, str], head: str | None, monitors: bool
+) -> tuple[ChartNode, str]:
+    """A ``ray start`` node; returns it and the head's address. ``monitors``: as the chart
+    started nodes before it left out Ray's monitors (for a before/after pair)."""
     temp_dir = tempfile.mkdtemp(prefix=f"cosfp-{name}-", dir="/tmp")
     args = [RAY, "start", *COMMON_FLAGS, f"--temp-dir={temp_dir}"]
     if head is None:
         head = f"127.0.0.1:{free_port()}"
-        args += ["--head", f"--port={head.split(':')[1]}", *HEAD_FLAGS]
+        flags = ["--include-dashboard=false"] if monitors else HEAD_FLAGS
+        args += ["--head", f"--port={head.split(':')[1]}", *flags]
         args += [f"--system-config={json.dumps(SYSTEM_CONFIG)}"]
     else:
-        args += [f"--address={head}", *WORKER_FLAGS]
+        args += [f"--address={head}", *([] if monitors else WORKER_FLAGS)]
     started = subprocess.run(
         args, env=env, capture_output=True, text=True, timeout=120, start_new_session=True
     )
@@ -118,7 +122,7 @@ def _session_of(temp_dir: str) -> int:
     raise RuntimeError(f"no raylet of {temp_dir}")
 
 
-async def chart(settings: BenchSettings, commands: int) -> None:
+async def chart(settings: BenchSettings, commands: int, monitors: bool) -> None:
     console = Console(width=120)
     handler, handler_port = await start_bank_handler(settings)
     schema = f"bench_fpc_{uuid.uuid4().hex[:8]}"
@@ -134,7 +138,7 @@ async def chart(settings: BenchSettings, commands: int) -> None:
         head_address = None
         ports = {}
         for name in ("head", "worker"):  # the head's cos serve first: the coordinator's
-            node, head_address = ray_start(name, ray_env, head_address)
+            node, head_address = ray_start(name, ray_env, head_address, monitors)
             nodes.append(node)
             ports[name] = free_port()
             extra = {
@@ -168,9 +172,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commands", type=int, default=2000, help="deposits of the load")
     parser.add_argument("--shards", type=int, default=8, help="COS_NUM_SHARDS (8)")
+    parser.add_argument(
+        "--with-monitors", action="store_true", help="ray start as the chart did before"
+    )
     args = parser.parse_args()
     settings = replace(BenchSettings(), num_shards=args.shards)
-    asyncio.run(chart(settings, args.commands))
+    asyncio.run(chart(settings, args.commands, args.with_monitors))
 
 
 if __name__ == "__main__":

@@ -204,8 +204,8 @@ def test_ports_image_and_resources() -> None:
     assert {p["name"]: p["containerPort"] for p in worker["ports"]} == {"grpc": 9000}
     assert head["image"] == "localhost/cos-ray:7" and head["imagePullPolicy"] == "IfNotPresent"
     assert head["resources"] == {
-        "requests": {"cpu": "500m", "memory": "1Gi"},
-        "limits": {"memory": "2Gi"},
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"memory": "1Gi"},
     }
     assert worker["resources"]["limits"] == {"memory": "4Gi"}
     default_tag = container_of(render(), "head")["image"]

@@ -23,6 +23,7 @@ LEFT_OUT = {
     "dashboard.py": "Ray's API server (the dashboard's head)",
     "monitor.py": "Ray's autoscaler monitor",
     "log_monitor.py": "Ray's log monitor (the actors write to cos serve's stderr)",
+    "ray.util.client.server": "the Ray Client server",
 }
 # What a node runs: Ray's core, the raylet's two agents, the runtime's two actors.
 RUNNING = {
