@@ -2,12 +2,12 @@
 the node's actor logged its server started, and when the first command was answered.
 
 The driver runs in a child process that wraps the runtime's start-up functions with
-timestamps before it runs ``cos serve`` (nothing in the runtime is changed for it).
-``--source DIR`` runs another checkout's ``cos`` (e.g. ``git worktree add /tmp/before
-<commit>``), for a before/after pair from the same machine and database. ``--py-spy FILE``
-also records the driver with py-spy (speedscope format) for a closer look.
+timestamps before it runs ``cos serve`` (nothing in the runtime is changed for it; the
+functions of older versions are found too, so a copy of this folder run in an older
+checkout gives the "before"). ``--py-spy FILE`` also records the driver with py-spy
+(speedscope format, waits included) for a closer look.
 
-Run: ``python bench/startup.py [--starts 3] [--source DIR] [--py-spy FILE]``.
+Run: ``python bench/startup.py [--starts 3] [--py-spy FILE]``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the parent's; the child imports only what cos serve does
@@ -99,6 +100,7 @@ async def one_start(
 ) -> dict[str, float]:
     """Start cos serve once; returns each phase's start and end, and the first answer."""
     import grpc
+    import psutil
     from footprint import open_account
     from run import free_port
 
@@ -118,22 +120,12 @@ async def one_start(
         "COS_NUM_SHARDS": str(settings.num_shards),
         _T0: str(time.time()),
     }
-    if args.source:
-        env["PYTHONPATH"] = os.pathsep.join([args.source, os.path.dirname(__file__)])
     command = [sys.executable, __file__, "--child"]
     if args.py_spy:
-        command = [
-            "py-spy",
-            "record",
-            "-r",
-            "200",
-            "-f",
-            "speedscope",
-            "-o",
-            args.py_spy,
-            "--",
-            *command,
-        ]
+        spy = str(Path(sys.executable).parent / "py-spy")
+        # --idle: the driver mostly waits (on Ray's processes, the database, the actors).
+        record = ["record", "--idle", "-r", "200", "-f", "speedscope", "-o", args.py_spy]
+        command = [spy, *record, "--", *command]
     process = subprocess.Popen(
         command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -157,7 +149,10 @@ async def one_start(
             except grpc.aio.AioRpcError:
                 await asyncio.sleep(0.01)
     marks["first command answered"] = time.time() - float(env[_T0])
-    process.terminate()
+    # cos serve itself: under py-spy, its child (py-spy then writes its file).
+    serve = psutil.Process(process.pid)
+    serve = next(iter(serve.children()), serve) if args.py_spy else serve
+    serve.terminate()
     process.communicate(timeout=60)
     return marks
 
@@ -206,7 +201,6 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--starts", type=int, default=3, help="warm starts (3)")
-    parser.add_argument("--source", help="a checkout whose cos and cli to run instead")
     parser.add_argument("--py-spy", help="record the driver with py-spy to this file")
     parser.add_argument("--schema", help=argparse.SUPPRESS)
     asyncio.run(main_async(parser.parse_args()))

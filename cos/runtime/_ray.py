@@ -28,7 +28,9 @@ with the ``no_monitor`` and ``include_log_monitor`` of ``ray start --no-monitor
 --include-log-monitor=false``, and no API server). The log monitor stays when the actors
 cannot write to the driver's stderr (``cos.logs.share_stderr``: a socket, as systemd
 gives). The raylet's agents stay: the raylet waits for the dashboard agent's port files
-before it registers and fate-shares with the runtime-env agent.
+before it registers and fate-shares with the runtime-env agent. The dashboard agent runs
+minimal (as with ``pip install ray``), so the driver does not import the dashboard's HTTP
+stack to decide.
 ``tests/integration/test_ray_processes.py`` names what must not run.
 """
 
@@ -105,9 +107,10 @@ def _lean_head(log_monitor: bool) -> Iterator[None]:
     """While it is open, ``ray.init(address="local")`` starts a head without Ray's API
     server and autoscaler monitor, and without its log monitor unless ``log_monitor``
     (see the module's docstring)."""
-    from ray._private import node
+    from ray._private import node, utils
 
     ray_node: Any = node.Node  # untyped in Ray
+    dashboard_check = utils.get_dashboard_dependency_error
 
     class LeanHead(ray_node):  # type: ignore[misc]
         def __init__(self, ray_params: Any, *args: Any, **kwargs: Any) -> None:
@@ -119,10 +122,18 @@ def _lean_head(log_monitor: bool) -> Iterator[None]:
             self._webui_url = None  # no dashboard, no usage statistics (ray.init turns them off)
 
     setattr(node, "Node", LeanHead)  # noqa: B010 (ray.init reads the module's name)
+    # Ray imports its dashboard's HTTP stack (aiohttp, ~0.2 s) to choose between the full
+    # and the minimal dashboard agent; the runtime uses neither's extras: minimal.
+    setattr(utils, "get_dashboard_dependency_error", _no_dashboard)  # noqa: B010
     try:
         yield
     finally:
         setattr(node, "Node", ray_node)  # noqa: B010
+        setattr(utils, "get_dashboard_dependency_error", dashboard_check)  # noqa: B010
+
+
+def _no_dashboard() -> ImportError:
+    return ImportError("the runtime starts Ray's dashboard agent minimal")
 
 
 def die_with_raylet() -> None:
