@@ -15,11 +15,11 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
 from cos.history import HistoryReader
-from cos.http import HttpServer, build_app, codec_for
 from cos.postgres import (
     JOURNAL_CHANNEL,
     ControlListener,
@@ -48,10 +48,12 @@ from cos.writeside import (
     chain,
 )
 
+if TYPE_CHECKING:
+    from cos.http import HttpServer
+
 log = logging.getLogger("cos.node")
 
 
-# The services a node answers on COS_PORT; health answers for each.
 @dataclass
 class _Stores:
     journal: PostgresJournalStore
@@ -322,6 +324,8 @@ def _bind_http(
     settings = plan.settings
     if not settings.http.served:
         return None
+    from cos.http import HttpServer, build_app, codec_for  # Starlette, uvicorn: only if served
+
     app = build_app(
         commands,
         history,

@@ -1,5 +1,6 @@
-"""The ``cos serve`` driver: database, migrations, Ray, this node's host, then wait for a
-signal and hand the shards over."""
+"""The ``cos serve`` driver: database and migrations (beside Ray's start), Ray, this node's
+host; then it becomes ``cos.runtime.watcher``, or, with an embedded PostgreSQL to stop or a
+stderr the node cannot share, waits for a signal itself and hands the shards over."""
 
 from __future__ import annotations
 
@@ -64,7 +65,12 @@ def run(settings: CosSettings, ray_address: str | None) -> int:
         # After ray.init, which installs a SIGTERM handler that exits at once.
         stop = _stop_on_signals()
         control = _control_socket() if embedded is None else None
-        runtime = join_node(settings, target, control)
+        try:
+            runtime = join_node(settings, target, control)
+        except BaseException:
+            if control is not None:
+                remove_control(control)
+            raise
         for host_id, bound in runtime.addresses.items():
             log.info("cos serve ready: %s listening on %s", host_id, bound)
         if control is not None:

@@ -126,6 +126,8 @@ def _failed(reason: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    # What the driver had open and did not mark close-on-exec (Ray's log files).
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     if argv[:1] == ["--failed"]:
         return _failed(" ".join(argv[1:]))
     (control,) = argv

@@ -12,23 +12,23 @@ import logging
 import os
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import format_span_id, format_trace_id, get_current_span
-from prometheus_client import CollectorRegistry, start_http_server
 
 from cos.errors import StartupError
 from cos.telemetry._config import TelemetryConfig
 from cos.telemetry._instruments import NO_INSTRUMENTS, Instruments
 from cos.telemetry._metrics import Metrics
-from cos.telemetry.offload import PipeSpanExporter
+
+# The SDK, its exporters and the Prometheus client load only when telemetry is on.
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ class Telemetry:
         _apply(config)
         if config.traces:
             add_trace_ids_to_logs()
+        from opentelemetry.sdk.metrics import MeterProvider
+
         resource = _resource(config, service_name, instance)
         propagator = _propagator(config.propagators)
         tracer_provider = _tracer_provider(config, resource) if config.traces else None
@@ -124,6 +126,8 @@ def _apply(config: TelemetryConfig) -> None:
 
 
 def _resource(config: TelemetryConfig, service_name: str, instance: str) -> Resource:
+    from opentelemetry.sdk.resources import Resource
+
     attributes = {"service.instance.id": instance}
     named = config.get("OTEL_SERVICE_NAME") or "service.name=" in config.get(
         "OTEL_RESOURCE_ATTRIBUTES"
@@ -145,6 +149,11 @@ def _propagator(names: tuple[str, ...]) -> TextMapPropagator:
 
 
 def _tracer_provider(config: TelemetryConfig, resource: Resource) -> TracerProvider:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from cos.telemetry.offload import PipeSpanExporter
+
     provider = TracerProvider(resource=resource)  # the sampler: OTEL_TRACES_SAMPLER(_ARG)
     # Batches go to a process of their own to be encoded and sent (cos.telemetry.offload).
     exporter = PipeSpanExporter(resource, config.protocol("TRACES"))
@@ -155,6 +164,9 @@ def _tracer_provider(config: TelemetryConfig, resource: Resource) -> TracerProvi
 def _metric_readers(
     config: TelemetryConfig, scrape: MetricsEndpoint | None
 ) -> tuple[list[MetricReader], Any]:
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from prometheus_client import CollectorRegistry, start_http_server
+
     readers: list[MetricReader] = []
     if config.metrics:
         if config.protocol("METRICS") == "grpc":
