@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import io
 import logging
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -203,6 +205,17 @@ def process_start(pid: int) -> int | None:
     except OSError:
         return None
     return int(fields[19])  # starttime, the 22nd field; the 3rd is the first after ")"
+
+
+def append_stderr() -> None:
+    """Make this process's stderr append-only when it is a file (``cos serve > log``).
+    Another process that opens it through ``/proc`` (:func:`share_stderr`) gets a file
+    description of its own, with its own offset: without appending, each would write over
+    the other's lines. The shell and the processes that share this description append
+    from now on too, which is what a log wants."""
+    if stat.S_ISREG(os.fstat(2).st_mode):
+        flags = fcntl.fcntl(2, fcntl.F_GETFL)
+        fcntl.fcntl(2, fcntl.F_SETFL, flags | os.O_APPEND)
 
 
 def can_share_stderr(pid: int) -> bool:

@@ -45,7 +45,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from cos.logs import can_share_stderr, prepare_ray_log_forwarding
+from cos.logs import append_stderr, can_share_stderr, prepare_ray_log_forwarding
 from cos.settings import RaySettings
 from cos.sharding import NAMESPACE
 
@@ -88,6 +88,7 @@ def connect_ray(
     import ray
 
     # The actors write to this process's stderr when they can, Ray's log monitor need not.
+    append_stderr()
     log_monitor = not can_share_stderr(os.getpid())
     with contextlib.nullcontext() if address else _lean_head(log_monitor):
         ray.init(

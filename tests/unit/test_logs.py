@@ -8,7 +8,9 @@ import logging
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -163,3 +165,23 @@ def test_a_stream_to_another_process_keeps_nothing_open_and_outlives_it(
     assert err == "first\n"
     stream.write("second\n")  # the process is gone: here instead
     assert capsys.readouterr().err == "second\n"
+
+
+def test_lines_shared_into_a_log_file_are_not_written_over(tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    code = (
+        "import sys; from cos.logs import append_stderr; append_stderr();"
+        " print('driver, first', file=sys.stderr, flush=True); sys.stdin.readline();"
+        " print('driver, last', file=sys.stderr, flush=True)"
+    )
+    with log.open("w") as stderr:  # as `cos serve 2> serve.log` opens it: not appending
+        driver = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stderr=stderr, text=True
+        )
+        try:
+            while "first" not in log.read_text():
+                time.sleep(0.01)
+            _share(driver.pid, process_start(driver.pid))  # the node's line
+        finally:
+            driver.communicate("\n", timeout=30)
+    assert log.read_text().splitlines() == ["driver, first", "shared", "driver, last"]
