@@ -63,12 +63,15 @@ class Installed:
         }
 
     async def shards(self) -> dict[int, str]:
-        """shard -> owner IP, from the operator API through the Service."""
+        """shard -> owner IP, from the operator API through the Service. The deadline is
+        longer than a node waits for the coordinator (30 s, then UNAVAILABLE): with the same
+        deadline the client's ran out first, and a coordinator Ray was still restarting
+        after a head loss failed the test instead of answering UNAVAILABLE."""
         async with grpc.aio.insecure_channel(self.address) as channel:
             reply = await cluster_pb2_grpc.ClusterServiceStub(channel).GetShards(
                 cluster_pb2.GetShardsRequest(),
                 metadata=[("authorization", f"Bearer {self.token}")],
-                timeout=30,
+                timeout=45,
             )
         return {row.shard: row.address.rsplit(":", 1)[0] for row in reply.shards if row.address}
 
