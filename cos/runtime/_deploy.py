@@ -153,12 +153,19 @@ def coordinator_of(
     cluster = settings.cluster
     name = coordinator_name(cluster.cluster_name)
     wanted = layout_of(cluster.num_shards, target)
+    here = ray.get_runtime_context().get_node_id()
     for _ in range(100):
         # Ray types .options().remote() as "handle or instance": it is a handle.
         handle = cast(
             ActorHandle[Coordinator],
             CoordinatorActor.options(
-                name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+                name=name,
+                namespace=NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                # On this node, whose cos serve prints its lines (no log monitor forwards
+                # them); soft: Ray restarts it elsewhere when this node is gone.
+                scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
             ).remote(
                 cluster.num_shards,
                 logging=settings.logging,
