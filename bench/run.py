@@ -224,8 +224,16 @@ def runtime_process(
 ) -> ServerProcess:
     """`cos serve` on ``port`` with its own fresh schema (and ``extra_env`` on top), named
     ``name`` in the report and its log file."""
+    env = {**(extra_env or {}), **runtime_env(settings, port, handler_port, schema)}
+    argv = [_cos_executable(), "serve"]
+    return ServerProcess(name, argv, settings.log_dir / f"{name}.log", env)
+
+
+def runtime_env(
+    settings: BenchSettings, port: int, handler_port: int, schema: str
+) -> dict[str, str]:
+    """The COS_* variables of a bench's cos serve on ``port`` with its own schema."""
     env = {
-        **(extra_env or {}),
         "COS_PORT": str(port),
         "COS_WRITE_SIDE_HOST": "127.0.0.1",
         "COS_WRITE_SIDE_PORT": str(handler_port),
@@ -239,8 +247,7 @@ def runtime_process(
         env["COS_DB_PASSWORD"] = settings.db_password
     if settings.num_shards is not None:
         env["COS_NUM_SHARDS"] = str(settings.num_shards)
-    argv = [_cos_executable(), "serve"]
-    return ServerProcess(name, argv, settings.log_dir / f"{name}.log", env)
+    return env
 
 
 def floor_process(

@@ -102,22 +102,14 @@ async def one_start(
     import grpc
     import psutil
     from footprint import open_account
-    from run import free_port
+    from run import free_port, runtime_env
 
     from chief_of_state.v1 import service_pb2_grpc
 
     port = free_port()
     env = {
         **os.environ,
-        "COS_PORT": str(port),
-        "COS_WRITE_SIDE_HOST": "127.0.0.1",
-        "COS_WRITE_SIDE_PORT": str(handler_port),
-        "COS_DB_HOST": settings.db_host,
-        "COS_DB_PORT": str(settings.db_port),
-        "COS_DB_USER": settings.db_user,
-        "COS_DB_NAME": settings.db_name,
-        "COS_DB_SCHEMA": args.schema,
-        "COS_NUM_SHARDS": str(settings.num_shards),
+        **runtime_env(settings, port, handler_port, args.schema),
         _T0: str(time.time()),
     }
     command = [sys.executable, __file__, "--child"]
