@@ -9,6 +9,7 @@ knows nothing of gRPC; this module is where the two meet.
 from __future__ import annotations
 
 import logging
+import re
 
 import grpc
 
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 NOT_OWNER = "x-cos-not-owner"
 # Rich error details a handler attaches travel in this trailer; they are passed on as is.
 DETAILS_KEY = "grpc-status-details-bin"
+# gRPC's own words for a message over a channel's limit (COS_MAX_MESSAGE_BYTES), one way
+# or the other: "Received message larger than max (5242943 vs. 4194304)".
+_OVER_LIMIT = re.compile(r"(Received|Sent) message larger than max \((\d+) vs\. (\d+)\)")
 
 # The status of each kind of domain error; a subclass takes its nearest ancestor's.
 CODES: dict[type[CosError], grpc.StatusCode] = {
@@ -82,7 +86,12 @@ def failure_of(exc: Exception, method: str) -> tuple[grpc.StatusCode, str, Trail
 
 
 def call_error(
-    error: grpc.aio.AioRpcError, peer: str, *, deadline_note: str = "", host: bool = False
+    error: grpc.aio.AioRpcError,
+    peer: str,
+    *,
+    deadline_note: str = "",
+    host: bool = False,
+    method: str = "",
 ) -> CosError:
     """The domain error for a failed call to ``peer`` (a phrase: "write handler at h:p").
 
@@ -91,12 +100,23 @@ def call_error(
     the router may try again. A peer host that cancelled the call (it stopped while the
     command ran) is ``UNAVAILABLE`` to our caller, as a connection lost mid-call is: the
     client retries, and cannot tell whether the command was applied either way. Anything
-    else is passed on with the peer's own status, message and details. ``deadline_note``
-    words our own deadline when it expired.
+    else is passed on with the peer's own status, message and details, except a message
+    over the channel's limit, which says so and names ``COS_MAX_MESSAGE_BYTES`` (gRPC's
+    own words do neither). ``deadline_note`` words our own deadline when it expired;
+    ``method`` names the call in those messages.
     """
     trailers = error.trailing_metadata() or ()
     details = next((bytes(v) for k, v in trailers if k == DETAILS_KEY), None)
     code, message = error.code(), error.details() or ""
+    over = _OVER_LIMIT.search(message) if code == grpc.StatusCode.RESOURCE_EXHAUSTED else None
+    if over is not None and details is None:
+        call = f"{method} " if method else ""
+        way = "reply of" if over[1] == "Received" else "request to"
+        what = f"the {call}{way} the {peer}"
+        return TooLargeError(
+            f"{what} is {over[2]} bytes; the largest message is {over[3]} bytes"
+            " (COS_MAX_MESSAGE_BYTES)"
+        )
     if code == grpc.StatusCode.UNAVAILABLE and details is None:
         if host and any(key == NOT_OWNER for key, _ in trailers):
             return ShardNotOwnedError(f"{peer} does not serve the shard: {message}")

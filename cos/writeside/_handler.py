@@ -123,7 +123,7 @@ class WriteHandlerClient:
         except grpc.aio.AioRpcError as exc:
             note = f"{method} within {round(timeout * 1000)} ms ({limit})"
             peer = f"write handler at {self._target}"
-            raise call_error(exc, peer, deadline_note=note) from None
+            raise call_error(exc, peer, deadline_note=note, method=method) from None
 
     async def _send(
         self,

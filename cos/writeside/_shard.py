@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -20,7 +22,7 @@ from datetime import datetime, timezone
 from google.protobuf import any_pb2
 
 from chief_of_state.v1 import persistence_pb2, writeside_pb2
-from cos.errors import DeadlineExceededError, ShardNotOwnedError, shorten
+from cos.errors import CosError, DeadlineExceededError, ShardNotOwnedError, shorten
 from cos.storage import JournalStore
 from cos.transport import Metadata
 from cos.writeside import _entity as logic
@@ -34,6 +36,33 @@ from cos.writeside._settings import ShardSettings
 
 # The W3C trace context always reaches the handler, whatever is configured.
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
+
+log = logging.getLogger(__name__)
+
+
+def _log_orphaned(entity_id: str, work: asyncio.Future[EntityState]) -> None:
+    """Say how a command ended whose caller had gone away (cancelled its call): nobody
+    else hears of it. Dropped for its caller's deadline is what the caller asked for;
+    a refusal the runtime makes on purpose is a line without a traceback; anything else
+    is a bug, with its traceback."""
+    if work.cancelled() or work.exception() is None:
+        return
+    error = work.exception()
+    if isinstance(error, DeadlineExceededError):
+        log.info("command dropped: %s", error)
+    elif isinstance(error, CosError):
+        log.warning(
+            "command of entity %s failed after its caller left: %s: %s",
+            shorten(entity_id),
+            type(error).__name__,
+            error,
+        )
+    else:
+        log.error(
+            "command of entity %s failed after its caller left",
+            shorten(entity_id),
+            exc_info=error,
+        )
 
 
 @dataclass(frozen=True)
@@ -109,7 +138,13 @@ class Shard:
         # Shielded: a caller that goes away must not cut a command between its
         # journal commit and the cache update. The entity is released by the
         # shielded task itself, so it stays in the cache until the work is done.
-        return await asyncio.shield(self._run(entity, request, guards))
+        work = asyncio.ensure_future(self._run(entity, request, guards))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # Nobody awaits it any more: its outcome is logged here, once.
+            work.add_done_callback(functools.partial(_log_orphaned, request.entity_id))
+            raise
 
     async def state_of(self, entity_id: str) -> EntityState:
         """The entity's state after its last committed command."""

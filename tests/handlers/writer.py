@@ -14,6 +14,7 @@ protos of their own. A command says what to do:
 - ``{"poison": true}``: mark the events so the test read handler fails on them
 - ``{"type_url": "..."}``: give the events this type URL (their value stays a Struct)
 - ``{"state_bytes": n}``: pad the resulting state with a string of n bytes
+- ``{"event_bytes": n}``: pad each event with a string of n bytes
 
 Each event records what HandleCommand saw (prior revision, prior state type,
 request headers). HandleEvent refuses an event whose revision is not the prior
@@ -103,6 +104,8 @@ class TestWriteHandler(writeside_pb2_grpc.WriteSideHandlerServiceServicer):
                     else 0,
                 }
             )
+            if "event_bytes" in fields:
+                event.update({"padding": "x" * int(fields["event_bytes"].number_value)})
             packed = _pack(event)
             if "type_url" in fields:
                 packed.type_url = fields["type_url"].string_value

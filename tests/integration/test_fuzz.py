@@ -64,7 +64,7 @@ HANDLER_SERVICES = {
 # The words of the test write handler's commands (tests/handlers/writer.py). A fuzzed
 # command uses "add" alone: it asks for none of the deliberate failures, sleeps or odd events.
 HANDLER_VERBS = {"add", "repeat", "sleep", "fail", "message", "legacy", "poison", "type_url"}
-HANDLER_VERBS |= {"event_fail_at", "no_state_at", "state_bytes"}
+HANDLER_VERBS |= {"event_fail_at", "no_state_at", "state_bytes", "event_bytes"}
 OK = frozenset({Code.OK})
 INVALID = frozenset({Code.INVALID_ARGUMENT})
 

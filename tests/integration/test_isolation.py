@@ -89,23 +89,30 @@ async def test_an_event_value_without_a_type_url_is_an_error(
 
 
 @pytest.mark.parametrize(
-    "state_bytes",
+    ("padding", "said"),
     [
         # The handler's reply fits, but not the event with its state plus a read-side call.
-        262_144 - 700,
-        # The handler's reply itself is over the limit.
-        400_000,
+        ({"state_bytes": 262_144 - 700}, "with its resulting state takes"),
+        # The handler's HandleEvent reply itself is over the limit.
+        ({"state_bytes": 400_000}, "the HandleEvent reply of the write handler at"),
+        # Its HandleCommand reply is.
+        ({"event_bytes": 400_000}, "the HandleCommand reply of the write handler at"),
     ],
+    ids=["event-and-state", "event-reply", "command-reply"],
 )
 async def test_a_state_over_the_largest_message_is_refused_before_writing(
-    start_cos: StartRuntime, db: asyncpg.Connection, state_bytes: int
+    start_cos: StartRuntime, db: asyncpg.Connection, padding: dict[str, int], said: str
 ) -> None:
     cos = await start_cos(max_message_bytes=262_144)
     await cos.stub.ProcessCommand(request("big", add=[1]))
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await cos.stub.ProcessCommand(request("big", add=[1], state_bytes=state_bytes))
+        await cos.stub.ProcessCommand(request("big", add=[1], **padding))
     assert refused.value.code() == Code.RESOURCE_EXHAUSTED
-    assert "262144" in (refused.value.details() or "")
+    message = refused.value.details() or ""
+    # Our words, not gRPC's ("Received message larger than max"): what was too large,
+    # the limit, and the setting that sets it.
+    assert said in message and "262144" in message, message
+    assert "COS_MAX_MESSAGE_BYTES" in message and "larger than max" not in message, message
     assert await revisions(db) == {"big": 1}
     got = await cos.stub.GetState(service_pb2.GetStateRequest(entity_id="big"))
     assert got.meta.revision_number == 1

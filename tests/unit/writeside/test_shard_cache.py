@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
+import time
 
 import pytest
 from google.protobuf import any_pb2, wrappers_pb2
@@ -111,3 +114,57 @@ async def test_a_key_recorded_by_another_writer_meanwhile_gets_its_reply_not_a_w
     store.conflicting.add("y")
     with pytest.raises(ConflictError):
         await s.run(keyed("y", "k"))
+
+
+async def test_a_command_dropped_after_its_caller_left_is_logged_once_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    loop = asyncio.get_running_loop()
+    unretrieved: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context))
+    handler = FakeWriteHandler()
+    s = shard(handler, cache_size=10)
+    handler.gate = asyncio.Event()
+    first = asyncio.create_task(s.run(CommandRequest("hot", command())))
+    await asyncio.sleep(0.01)
+    # Queued behind the first, with a deadline that passes while it waits; its caller
+    # gives up (gRPC cancels the call) before it gets its turn.
+    late = asyncio.create_task(
+        s.run(CommandRequest("hot", command(), deadline=time.monotonic() + 0.02))
+    )
+    await asyncio.sleep(0.05)
+    late.cancel()
+    await asyncio.sleep(0)
+    handler.gate.set()
+    await first
+    await asyncio.sleep(0.01)
+    del late
+    gc.collect()
+    await asyncio.sleep(0)
+    assert unretrieved == []  # no "Task exception was never retrieved"
+    dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 1, caplog.text
+    assert dropped[0].levelno == logging.INFO and dropped[0].exc_info is None
+    assert "deadline passed" in dropped[0].getMessage()
+    assert handler.commands == 1  # the late one never ran
+
+
+async def test_an_unexpected_failure_after_the_caller_left_is_logged_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(FakeWriteHandler):
+        async def handle_command(self, request, call):  # type: ignore[no-untyped-def]
+            await super().handle_command(request, call)
+            raise KeyError("a bug in the runtime")
+
+    handler = Broken()
+    s = shard(handler, cache_size=10)
+    handler.gate = asyncio.Event()
+    caller = asyncio.create_task(s.run(CommandRequest("e", command())))
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    handler.gate.set()
+    await asyncio.sleep(0.01)
+    [record] = [r for r in caplog.records if "after its caller left" in r.getMessage()]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
