@@ -29,8 +29,10 @@ import logging
 import os
 import stat
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Annotated, Any
 
 from pydantic import BeforeValidator, Field
@@ -245,33 +247,77 @@ def share_stderr(pid: int, started: int | None = None) -> bool:
     return True
 
 
-class ProcessStderr(io.TextIOBase):
-    """A text stream writing to the stderr of process ``pid`` of this machine (which
-    started at ``started``) while that process runs, and to this one's afterwards.
+def _notes() -> Path:
+    """Where each ``cos serve`` notes which process's stderr the runtime's processes on
+    its Ray node write to: one file per node, in a folder of this user's only."""
+    return Path(tempfile.gettempdir()) / f"cos-stderr-{os.getuid()}"
+
+
+def note_stderr(node: str, pid: int | None = None) -> None:
+    """Note process ``pid`` (this one by default) as the one whose stderr the runtime's
+    processes on Ray node ``node`` write to (:class:`NodeStderr`). Nothing is noted when
+    the folder is not this user's alone: those processes then write to their own."""
+    pid = os.getpid() if pid is None else pid
+    folder = _notes()
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    found = folder.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        return
+    note = folder / node
+    fresh = note.with_name(f".{node}.{os.getpid()}")
+    fresh.write_text(f"{pid} {process_start(pid)}\n")
+    fresh.replace(note)  # whole or not at all, for a reader
+
+
+def _noted(node: str) -> tuple[int, int] | None:
+    try:
+        pid, started = (_notes() / node).read_text().split()
+        return int(pid), int(started)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_to_stderr_of(pid: int, started: int, text: str) -> bool:
+    """Write ``text`` to the stderr of process ``pid`` that started at ``started``;
+    False when there is no such process (any more) or its stderr cannot be opened."""
+    if process_start(pid) != started:
+        return False
+    try:
+        shared = os.open(f"/proc/{pid}/fd/2", os.O_WRONLY | os.O_APPEND)
+    except OSError:
+        return False
+    try:
+        os.write(shared, text.encode())
+    except OSError:
+        return False
+    finally:
+        os.close(shared)
+    return True
+
+
+class NodeStderr(io.TextIOBase):
+    """A text stream writing to the stderr of the process noted for Ray node ``node``
+    (:func:`note_stderr`: the ``cos serve`` of that node) while it runs, and to this
+    process's own stderr otherwise. The note is read for each line, so the lines follow a
+    ``cos serve`` started after this stream.
 
     Each write opens that stderr and closes it again: a long-lived process (the
     coordinator) holding it open would keep a pipe read by the other process's parent
     (``cos serve | tee``, a test) from ever ending.
     """
 
-    def __init__(self, pid: int, started: int | None) -> None:
+    def __init__(self, node: str) -> None:
         super().__init__()
-        self._path = f"/proc/{pid}/fd/2"
-        self._pid, self._started = pid, started
+        self._node = node
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        if process_start(self._pid) == self._started:
-            with contextlib.suppress(OSError):  # it ended meanwhile: write here
-                shared = os.open(self._path, os.O_WRONLY | os.O_APPEND)
-                try:
-                    os.write(shared, text.encode())
-                finally:
-                    os.close(shared)
-                return len(text)
-        sys.stderr.write(text)
+        target = _noted(self._node)
+        if target is None or not _write_to_stderr_of(*target, text):
+            sys.stderr.write(text)
         return len(text)
 
 

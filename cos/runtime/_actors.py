@@ -7,7 +7,6 @@ place; ``cos.runtime._deploy`` starts them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
-from cos.logs import LogSettings, ProcessStderr, configure_logging, process_start
+from cos.logs import LogSettings, NodeStderr, configure_logging
 from cos.runtime._node import Node
 from cos.runtime._ray import die_with_raylet
 from cos.sharding import (
@@ -28,37 +27,23 @@ from cos.sharding import (
 )
 
 
-@dataclass(frozen=True)
-class LogTo:
-    """A ``cos serve`` whose stderr an actor on its Ray node writes to: the node, and the
-    process by its pid and start (see ``cos.logs.process_start``)."""
-
-    node_id: str
-    pid: int
-    started: int | None
-
-    @classmethod
-    def this_driver(cls) -> LogTo:
-        node_id = ray.get_runtime_context().get_node_id()
-        return cls(node_id, os.getpid(), process_start(os.getpid()))
-
-    def stream(self) -> ProcessStderr | None:
-        """That process's stderr while it runs, when this process runs on its node."""
-        if ray.get_runtime_context().get_node_id() != self.node_id:
-            return None
-        return ProcessStderr(self.pid, self.started)
-
-
 class CoordinatorProcess(Coordinator):
-    """The coordinator as its actor runs it: logging as every process of the runtime,
-    where the ``cos serve`` that created it logs while it runs on that one's node."""
+    """The coordinator as its actor runs it: logging as every process of the runtime, where
+    the ``cos serve`` of the node it runs on logs (no log monitor forwards its lines)."""
 
     def __init__(
-        self, num_shards: int, *, logging: LogSettings, log_to: LogTo | None = None, **given: Any
+        self, num_shards: int, *, logging: LogSettings, cluster: str, **given: Any
     ) -> None:
         die_with_raylet()
-        configure_logging(logging, None if log_to is None else log_to.stream())
-        super().__init__(num_shards, **given)
+        node = ray.get_runtime_context().get_node_id()
+        configure_logging(logging, NodeStderr(stderr_note(node, cluster)))
+        super().__init__(num_shards, cluster=cluster, **given)
+
+
+def stderr_note(node: str, cluster: str) -> str:
+    """The name under which the ``cos serve`` of runtime ``cluster`` on Ray node ``node``
+    notes its stderr for the runtime's other processes there (``cos.logs.note_stderr``)."""
+    return f"{cluster}.{node}"
 
 
 # Hosts and the coordinator take no CPU slot: they are I/O bound and must always be

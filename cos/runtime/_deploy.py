@@ -23,10 +23,10 @@ from ray.exceptions import ActorAlreadyExistsError, ActorDiedError, RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cos.errors import StartupError
+from cos.logs import note_stderr
 from cos.postgres import DatabaseTarget, read_leases
 from cos.runtime._actors import (
     CoordinatorActor,
-    LogTo,
     NodeActor,
     RayHost,
     RayNode,
@@ -34,6 +34,7 @@ from cos.runtime._actors import (
     find_coordinator,
     find_host,
     lookup_actor,
+    stderr_note,
 )
 from cos.runtime._node import Driver, Node
 from cos.runtime._plan import NodePorts
@@ -141,11 +142,8 @@ def kubernetes_pods(deployment: DeploymentSettings) -> PodSource:
     )
 
 
-def coordinator_of(
-    settings: CosSettings, target: DatabaseTarget, log_to: LogTo | None = None
-) -> ActorHandle[Coordinator]:
-    """The cluster's coordinator, created when it does not exist yet (one it creates logs
-    to ``log_to``'s stderr while on that one's node).
+def coordinator_of(settings: CosSettings, target: DatabaseTarget) -> ActorHandle[Coordinator]:
+    """The cluster's coordinator, created when it does not exist yet.
 
     A coordinator left idle by an earlier run with other settings (every host
     gone) is replaced; one that still has hosts is a configuration error.
@@ -153,7 +151,6 @@ def coordinator_of(
     cluster = settings.cluster
     name = coordinator_name(cluster.cluster_name)
     wanted = layout_of(cluster.num_shards, target)
-    here = ray.get_runtime_context().get_node_id()
     for _ in range(100):
         # Ray types .options().remote() as "handle or instance": it is a handle.
         handle = cast(
@@ -163,13 +160,9 @@ def coordinator_of(
                 namespace=NAMESPACE,
                 lifetime="detached",
                 get_if_exists=True,
-                # On this node, whose cos serve prints its lines (no log monitor forwards
-                # them); soft: Ray restarts it elsewhere when this node is gone.
-                scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
             ).remote(
                 cluster.num_shards,
                 logging=settings.logging,
-                log_to=log_to,
                 layout=wanted,
                 cluster=cluster.cluster_name,
                 read_leases=functools.partial(read_leases, target),
@@ -342,10 +335,12 @@ def join_node(settings: CosSettings, target: DatabaseTarget, control: str | None
     node = next(n for n in alive_nodes() if n.node_id == here)
     # The host lives on this machine: it stops serving the moment this driver is gone.
     name, driver = settings.cluster.cluster_name, Driver(os.getpid(), control)
+    # The coordinator, wherever it runs, prints its lines where this node's cos serve does.
+    note_stderr(stderr_note(here, name))
     # The node's actor and the coordinator start side by side, each a process of its own.
     launch = begin_launch(name, settings, target, node, driver)
     try:
-        coordinator = coordinator_of(settings, target, LogTo.this_driver())
+        coordinator = coordinator_of(settings, target)
     except BaseException:
         launch.abandon()
         raise

@@ -90,6 +90,19 @@ class Installed:
     def logs(self, pod: str) -> str:
         return self.cluster.kubectl("logs", "-n", self.namespace, pod, check=False)
 
+    def ray_logs(self, pod: str) -> str:
+        """The processes of ``pod``, and the runtime's lines in its Ray log files (where a
+        Ray worker's lines go when they reach no ``cos serve``): for a failure's message."""
+        script = (
+            "for p in /proc/[0-9]*; do"
+            ' echo "${p#/proc/} $(tr "\\0" " " < $p/cmdline | cut -c1-100)"; done;'
+            " cd /tmp/ray/ray/session_latest/logs &&"
+            " grep -H -e ' cos\\.' -e Traceback worker-*.err worker-*.out | tail -n 60"
+        )
+        return self.cluster.kubectl(
+            "exec", "-n", self.namespace, pod, "--", "sh", "-c", script, check=False
+        )
+
     def helm(self, verb: str, *values: str, timeout: float = 900) -> None:
         self.cluster.helm(
             verb,
@@ -220,7 +233,9 @@ async def test_the_chart_forms_scales_rolls_and_uninstalls_without_losing_a_comm
     assert sorted(shards) == list(range(SHARDS))
     assert owners(shards) == Counter({ip: SHARDS // 2 for ip in pods.values()})
     formed = "".join(installed.logs(pod) for pod in pods)
-    assert "cluster formed: 2 of 2 pods labelled app=cos-cos-ray" in formed, formed[-3000:]
+    assert "cluster formed: 2 of 2 pods labelled app=cos-cos-ray" in formed, formed[
+        -3000:
+    ] + "".join(f"\n--- {pod}:\n{installed.ray_logs(pod)}" for pod in pods)
     table = installed.cos_cli("cluster", "shards")
     assert f"{SHARDS} shards on 2 hosts" in table, table
     for ip in pods.values():

@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +21,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from cos.logs import (
     LogSettings,
     LogStyle,
-    ProcessStderr,
+    NodeStderr,
     RepeatFilter,
     configure_logging,
+    note_stderr,
     process_start,
 )
 from cos.telemetry._setup import add_trace_ids_to_logs
@@ -154,17 +158,24 @@ def test_a_later_process_with_the_same_pid_is_not_written_to() -> None:
     assert process_start(sleeper.pid) is None  # gone
 
 
-def test_a_stream_to_another_process_keeps_nothing_open_and_outlives_it(
+def test_a_stream_to_a_nodes_noted_process_keeps_nothing_open_and_outlives_it(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    node = f"test-{secrets.token_hex(6)}"
+    stream = NodeStderr(node)
+    stream.write("nothing noted\n")  # no cos serve noted for the node yet: here
+    assert capsys.readouterr().err == "nothing noted\n"
     sleeper = _sleeper()
-    stream = ProcessStderr(sleeper.pid, process_start(sleeper.pid))
+    note_stderr(node, sleeper.pid)  # noted after the stream was made: read for each line
     stream.write("first\n")
     # It holds no descriptor of the pipe: the sleeper's reader sees its end.
     _, err = sleeper.communicate("", timeout=30)
     assert err == "first\n"
     stream.write("second\n")  # the process is gone: here instead
     assert capsys.readouterr().err == "second\n"
+    folder = Path(tempfile.gettempdir()) / f"cos-stderr-{os.getuid()}"
+    assert folder.stat().st_mode & 0o777 == 0o700  # this user's alone
+    (folder / node).unlink()
 
 
 def test_lines_shared_into_a_log_file_are_not_written_over(tmp_path: Path) -> None:
