@@ -18,6 +18,8 @@
         ├── ShardNotOwnedError    this host does not serve the shard now; nothing ran
         ├── HostUnreachableError  no connection to the shard's owner host; nothing ran
         ├── FencedError           another host took the shard's lease; nothing was written
+        ├── NotWrittenError       an earlier command of the entity was not journaled, so
+        │                         this one, computed on its events, was not written either
         └── JournalUnavailableError  the database cannot be reached
 
     StartupError                  a set-up mistake: cos serve exits 2 with its one line
@@ -26,8 +28,8 @@
     └── DescriptorsError          a file of COS_PROTO_DESCRIPTORS cannot be used
 
 Callers branch on the class: the router retries ``ShardNotOwnedError``,
-``HostUnreachableError`` and ``FencedError`` (the command surely did not run), and
-nothing else.
+``HostUnreachableError``, ``FencedError`` and ``NotWrittenError`` (nothing of the command
+was written), and nothing else.
 """
 
 from __future__ import annotations
@@ -121,6 +123,12 @@ class HostUnreachableError(UnavailableError):
 
 class FencedError(UnavailableError):
     """A journal write was refused because the shard's lease epoch moved on."""
+
+
+class NotWrittenError(UnavailableError):
+    """The command ran on the events of an earlier command of its entity whose journal
+    write failed (``cos.writeside`` pipelines an entity's commands): nothing of it was
+    written or acknowledged, and it may run again on the entity's durable state."""
 
 
 class JournalUnavailableError(UnavailableError):

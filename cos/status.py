@@ -25,6 +25,7 @@ from cos.errors import (
     InvalidRequestError,
     JournalRejectedError,
     NotFoundError,
+    NotWrittenError,
     OutOfRangeError,
     RevisionMismatchError,
     ShardNotOwnedError,
@@ -35,9 +36,11 @@ from cos.transport import not_connected
 
 log = logging.getLogger(__name__)
 
-# Trailer of an UNAVAILABLE that means "this host does not own the shard": the command
-# was not run, so the forwarder may safely try the next owner.
+# Trailer of an UNAVAILABLE that means "nothing of the command was written here", so the
+# forwarder may safely try again: "1", this host does not own the shard (try the next
+# owner); "not-written", it ran on events of its entity that failed to be journaled.
 NOT_OWNER = "x-cos-not-owner"
+_NOT_WRITTEN = "not-written"
 # Rich error details a handler attaches travel in this trailer; they are passed on as is.
 DETAILS_KEY = "grpc-status-details-bin"
 # gRPC's own words for a message over a channel's limit (COS_MAX_MESSAGE_BYTES), one way
@@ -71,6 +74,8 @@ def status_of(error: CosError) -> tuple[grpc.StatusCode, Trailers]:
         return grpc.StatusCode[error.status], details
     if isinstance(error, ShardNotOwnedError):
         return CODES[UnavailableError], ((NOT_OWNER, "1"),)
+    if isinstance(error, NotWrittenError):
+        return CODES[UnavailableError], ((NOT_OWNER, _NOT_WRITTEN),)
     code = next(CODES[kind] for kind in type(error).__mro__ if kind in CODES)
     return code, ()
 
@@ -118,7 +123,10 @@ def call_error(
             " (COS_MAX_MESSAGE_BYTES)"
         )
     if code == grpc.StatusCode.UNAVAILABLE and details is None:
-        if host and any(key == NOT_OWNER for key, _ in trailers):
+        said = next((value for key, value in trailers if key == NOT_OWNER), None)
+        if host and said == _NOT_WRITTEN:
+            return NotWrittenError(f"{peer}: {message}")
+        if host and said is not None:
             return ShardNotOwnedError(f"{peer} does not serve the shard: {message}")
         if not_connected(error):
             if host:

@@ -20,7 +20,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from cos.errors import FencedError, HostUnreachableError, ShardNotOwnedError, UnavailableError
+from cos.errors import (
+    FencedError,
+    HostUnreachableError,
+    NotWrittenError,
+    ShardNotOwnedError,
+    UnavailableError,
+)
 from cos.sharding._handles import CoordinatorHandle, Routes
 from cos.sharding._report import ShardInfo, ShardReport
 from cos.sharding._routing import shard_of
@@ -182,8 +188,9 @@ class ShardHost:
         while True:
             try:
                 return await self._attempt(number, request)
-            except (ShardNotOwnedError, HostUnreachableError, FencedError) as exc:
-                # None of these ran the command: it may be tried again on the new owner.
+            except (ShardNotOwnedError, HostUnreachableError, FencedError, NotWrittenError) as exc:
+                # Nothing of the command was written: it may be tried again, on the new
+                # owner, or here on the entity's durable state (NotWrittenError).
                 if isinstance(exc, FencedError):
                     self.fenced_writes += 1
                     fenced = exc
@@ -191,6 +198,8 @@ class ShardHost:
                 give_up = give_up or self._retry_until(request)
                 if request.forwarded or time.monotonic() > give_up:
                     raise (fenced or exc) from None
+                if isinstance(exc, NotWrittenError):
+                    continue  # its shard is still here: at once, behind the failed write
             await asyncio.sleep(_RETRY_PAUSE)
             await self._refresh_routes()
 

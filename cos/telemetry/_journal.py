@@ -4,10 +4,12 @@ listener of every shard's commits (the size and time of each group-commit transa
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 from collections.abc import Sequence
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from cos.storage import EntityAppend
 from cos.telemetry._instruments import Instruments, traceparent
@@ -41,30 +43,51 @@ class ObservedJournalWriter:
         """Call ``listener`` after every committed transaction."""
         self._inner.add_listener(listener)
 
-    async def write(self, item: EntityAppend) -> Committed:
-        """Write ``item`` inside a span (none when the command is not sampled)."""
+    def submit(
+        self, item: EntityAppend, after: asyncio.Future[Committed] | None = None
+    ) -> asyncio.Future[Committed]:
+        """Submit ``item`` inside a span (none when the command is not sampled), which
+        ends when the write is committed or has failed."""
         span = self._instruments.child(
             "cos.journal.append", SpanKind.INTERNAL, {"cos.shard": self.shard}
         )
         if span is None:  # nothing to link to
-            return await self._inner.write(item)
+            return self._inner.submit(item, after)
         try:
-            committed = await self._inner.write(
-                dataclasses.replace(item, trace_context=traceparent(span))
+            future = self._inner.submit(
+                dataclasses.replace(item, trace_context=traceparent(span)), after
             )
-            span.set_attributes(
-                {
-                    "cos.journal.batch_size": committed.batch_size,
-                    "cos.journal.position.first": committed.first,
-                    "cos.journal.position.last": committed.last,
-                }
-            )
-            return committed
         except BaseException as exc:
-            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            _end(span, exc)
             raise
-        finally:
-            span.end()
+        future.add_done_callback(functools.partial(_ended, span))
+        return future
+
+    async def write(self, item: EntityAppend) -> Committed:
+        """Write ``item`` inside a span (see :meth:`submit`)."""
+        return await self.submit(item)
+
+
+def _ended(span: Span, future: asyncio.Future[Committed]) -> None:
+    if future.cancelled():
+        _end(span, asyncio.CancelledError())
+    elif (error := future.exception()) is not None:
+        _end(span, error)
+    else:
+        committed = future.result()
+        span.set_attributes(
+            {
+                "cos.journal.batch_size": committed.batch_size,
+                "cos.journal.position.first": committed.first,
+                "cos.journal.position.last": committed.last,
+            }
+        )
+        span.end()
+
+
+def _end(span: Span, error: BaseException) -> None:
+    span.set_status(Status(StatusCode.ERROR, str(error)))
+    span.end()
 
 
 class FlushMetrics:

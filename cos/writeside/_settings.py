@@ -17,6 +17,11 @@ class ShardSettings(Part):
     journal_max_batch: int = Field(
         500, gt=0, description="most commands flushed in one group-commit transaction"
     )
+    entity_pipeline_depth: int = Field(
+        16,
+        gt=0,
+        description="commands of one entity run ahead of their events' commit (1: none)",
+    )
     entity_cache_size: int = Field(
         10_000, gt=0, description="entities kept in memory per node, divided among its shards"
     )

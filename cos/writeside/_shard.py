@@ -1,9 +1,19 @@
 """A shard: its entities' mailboxes and cache, the write handler calls and the journal writer.
 
 Per-entity order lives here. Each entity has a mailbox, an ``asyncio.Lock`` whose waiters
-are served first in, first out: the commands of one entity run one at a time, in the order
-they arrived, each on the state the one before produced, while other entities run
-concurrently. A command's reply waits for its journal write (durability before reply).
+are served first in, first out: the commands of one entity run their handler calls one at
+a time, in the order they arrived, each on the state the one before produced, while other
+entities run concurrently.
+
+An entity's commands are pipelined: once a command's events are handed to the journal
+writer, the next command of the entity runs its handler calls on the state those events
+produce (the entity's ``tip``) while they are written, and the writes of several commands
+go in one transaction. A reply still waits for its own events to be durable (a no-op's,
+for those of the commands before it), and writes commit in the order they were handed
+over. When one fails, nothing computed on its events is written or acknowledged: those
+commands fail with ``NotWrittenError``, which the router answers by running them again on
+the durable state. ``COS_ENTITY_PIPELINE_DEPTH`` bounds the commands of one entity whose
+events are not yet durable.
 """
 
 from __future__ import annotations
@@ -11,25 +21,35 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import itertools
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from google.protobuf import any_pb2
 
 from chief_of_state.v1 import persistence_pb2, writeside_pb2
-from cos.errors import CosError, DeadlineExceededError, ShardNotOwnedError, shorten
+from cos.errors import (
+    CosError,
+    DeadlineExceededError,
+    NotWrittenError,
+    ShardNotOwnedError,
+    shorten,
+)
 from cos.storage import JournalStore
 from cos.transport import Metadata
 from cos.writeside import _entity as logic
 from cos.writeside._commands import CommandRequest
+from cos.writeside._entities import Entity, EntityCache, outcome
 from cos.writeside._entity import EntityState
-from cos.writeside._group_commit import CommitListener, GroupCommitWriter, JournalWriter
-from cos.writeside._guards import NO_GUARDS, Guarded, Guards, KeyUse, guards_of
+from cos.writeside._group_commit import (
+    CommitListener,
+    Committed,
+    GroupCommitWriter,
+    JournalWriter,
+)
+from cos.writeside._guards import Guarded, Guards, KeyUse, check_expected_revision, guards_of
 from cos.writeside._handler import HandlerCall, WriteHandler
 from cos.writeside._limits import check_event, check_record_size
 from cos.writeside._settings import ShardSettings
@@ -89,17 +109,6 @@ class ShardParts:
         return Shard(number, writer, self)
 
 
-@dataclass
-class _Entity:
-    """An entity in memory: its mailbox (a FIFO lock) and its last known state."""
-
-    entity_id: str
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    current: EntityState | None = None
-    last_used: float = 0.0
-    busy: int = 0
-
-
 class Shard:
     """Serves the entities of one shard: serial per entity, concurrent across entities."""
 
@@ -109,15 +118,12 @@ class Shard:
         self._store = parts.journal
         self._handler = parts.handler
         self._settings = parts.settings
-        self._cache_size = parts.cache_size
         self._max_message = parts.max_message
         self._propagated = (*parts.propagated, *TRACE_HEADERS)
         self._guarded = Guarded(parts.journal)
-        self._entities: OrderedDict[str, _Entity] = OrderedDict()
+        self._depth = parts.settings.entity_pipeline_depth
+        self._entities = EntityCache(parts.cache_size)
         self._closed = False
-        self._inflight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     @property
     def epoch(self) -> int:
@@ -150,14 +156,16 @@ class Shard:
         """The entity's state after its last committed command."""
         entity = self._checkout(entity_id)
         try:
-            if entity.current is not None:
-                return entity.current
+            if entity.durable is not None:
+                return entity.durable
             async with entity.lock:
-                return await self._load(entity)
+                await self._load(entity)
+                assert entity.durable is not None  # loaded, nothing in flight
+                return entity.durable
         finally:
             self._release(entity)
 
-    async def _run(self, entity: _Entity, request: CommandRequest, guards: Guards) -> EntityState:
+    async def _run(self, entity: Entity, request: CommandRequest, guards: Guards) -> EntityState:
         try:
             async with entity.lock:
                 if request.deadline is not None and time.monotonic() >= request.deadline:
@@ -166,31 +174,54 @@ class Shard:
                         f"the caller's deadline passed while the command waited behind"
                         f" others of entity {shorten(entity.entity_id)}; it was not run"
                     )
+                if guards.key is not None:
+                    # Its key is looked up in the journal: every write before it must be
+                    # there. It runs alone, its reply waited for in the mailbox.
+                    await entity.drain()
+                    return await self._guarded.run(
+                        entity.entity_id,
+                        await self._load(entity),
+                        guards,
+                        apply=lambda state, key: self._apply_now(
+                            entity, state, request.command, request.metadata, key
+                        ),
+                        reload=lambda: self._reload(entity),
+                    )
+                while len(entity.writes) >= self._depth:  # COS_ENTITY_PIPELINE_DEPTH
+                    await asyncio.wait([entity.writes[0]])
                 current = await self._load(entity)
-                if guards is NO_GUARDS:
-                    return await self._apply(entity, current, request.command, request.metadata)
-                return await self._guarded.run(
-                    entity.entity_id,
-                    current,
-                    guards,
-                    apply=lambda state, key: self._apply(
-                        entity, state, request.command, request.metadata, key
-                    ),
-                    reload=lambda: self._load(entity),
-                )
+                if guards.expected_revision is not None:
+                    check_expected_revision(
+                        entity.entity_id, current.revision, guards.expected_revision
+                    )
+                reply = await self._apply(entity, current, request.command, request.metadata)
+            # Out of the mailbox: the entity's next command runs while this one's events
+            # are written.
+            return await reply
         finally:
             self._release(entity)
 
+    async def _apply_now(
+        self,
+        entity: Entity,
+        current: EntityState,
+        command: any_pb2.Any,
+        metadata: Metadata,
+        key: KeyUse | None,
+    ) -> EntityState:
+        return await (await self._apply(entity, current, command, metadata, key))
+
     async def _apply(
         self,
-        entity: _Entity,
+        entity: Entity,
         current: EntityState,
         command: any_pb2.Any,
         metadata: Metadata,
         key: KeyUse | None = None,
-    ) -> EntityState:
-        """Run the command's handler calls and journal what they produced, with the record
-        of its idempotency ``key`` when it has one."""
+    ) -> Awaitable[EntityState]:
+        """Run the command's handler calls and hand what they produced to the journal
+        writer, with the record of its idempotency ``key`` when it has one; returns the
+        reply, to be awaited: the new state once its events are durable."""
         # COS_COMMAND_HANDLER_TIMEOUT is the handler time of the whole command.
         call = HandlerCall(
             logic.select_headers(metadata, self._propagated),
@@ -208,7 +239,7 @@ class Shard:
                 await self._store.remember(
                     self.number, self.epoch, entity.entity_id, key.at(current.revision)
                 )
-            return current
+            return self._unchanged(entity.last_write, current)
         wrappers = await self._handle_events(entity, current, events, metadata, call)
         append = logic.build_append(
             entity.entity_id, current.revision, wrappers, self._settings.snapshot_every
@@ -216,17 +247,36 @@ class Shard:
         if key is not None:  # committed with the events, in their transaction
             revision = int(wrappers[-1].meta.revision_number)
             append = dataclasses.replace(append, idempotency=key.at(revision))
-        try:
-            await self._writer.write(append)
-        except BaseException:
-            entity.current = None  # the commit may or may not have happened
-            raise
-        entity.current = logic.state_from_event(wrappers[-1])
-        return entity.current
+        state = logic.state_from_event(wrappers[-1])
+        write = self._writer.submit(append, entity.last_write)
+        entity.writes.append(write)
+        write.add_done_callback(functools.partial(entity.settled, state))
+        entity.tip = state
+        return self._written(write, state)
+
+    @staticmethod
+    async def _written(write: asyncio.Future[Committed], state: EntityState) -> EntityState:
+        await outcome(write)
+        return state
+
+    @staticmethod
+    async def _unchanged(
+        before: asyncio.Future[Committed] | None, state: EntityState
+    ) -> EntityState:
+        """A no-op's reply, ``state``: once the events it shows are durable."""
+        if before is not None:
+            try:
+                await outcome(before)
+            except Exception as exc:
+                raise NotWrittenError(
+                    f"not answered: the command before it failed to be journaled ({exc}),"
+                    " so the state it ran on is not durable; nothing of it was written"
+                ) from None
+        return state
 
     async def _handle_events(
         self,
-        entity: _Entity,
+        entity: Entity,
         current: EntityState,
         events: Sequence[any_pb2.Any],
         metadata: Metadata,
@@ -255,62 +305,45 @@ class Shard:
             logic.check_types([state], settings.state_protos, "state")
         return wrappers
 
-    async def _load(self, entity: _Entity) -> EntityState:
-        if entity.current is None:
+    async def _load(self, entity: Entity) -> EntityState:
+        """The state the entity's next command runs on (in its mailbox)."""
+        if entity.broken:
+            # A write failed: what was handed over after it is refused. Once nothing is in
+            # flight, the journal holds the entity's state.
+            await entity.drain()
+            entity.tip, entity.broken = None, False
+        if entity.tip is None:
             record = await self._store.latest(entity.entity_id)
-            entity.current = logic.recovered_state(entity.entity_id, record)
-        return entity.current
+            entity.tip = entity.durable = logic.recovered_state(entity.entity_id, record)
+        return entity.tip
+
+    async def _reload(self, entity: Entity) -> EntityState:
+        """The entity's state read from the journal again (in its mailbox)."""
+        await entity.drain()
+        entity.tip = entity.durable = None
+        return await self._load(entity)
 
     async def close(self, timeout: float) -> bool:
         """Refuse new calls and wait for in-flight ones; False if some outlived ``timeout``."""
         self._closed = True
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._entities.idle.wait(), timeout)
         except asyncio.TimeoutError:
             return False
         return True
 
-    def _checkout(self, entity_id: str) -> _Entity:
+    def _checkout(self, entity_id: str) -> Entity:
         if self._closed:
             raise ShardNotOwnedError(f"shard {self.number} is being handed over")
-        self._inflight += 1
-        self._idle.clear()
-        entity = self._entities.get(entity_id)
-        if entity is None:
-            entity = self._entities[entity_id] = _Entity(entity_id)
-        else:
-            self._entities.move_to_end(entity_id)
-        # Busy before evicting: an entity in use must never leave the cache, or a
-        # second command would get a second mailbox for the same entity.
-        entity.busy += 1
-        self._evict_overflow()
-        return entity
+        return self._entities.checkout(entity_id)
 
-    def _release(self, entity: _Entity) -> None:
-        entity.busy -= 1
-        entity.last_used = time.monotonic()
-        self._inflight -= 1
-        if self._inflight == 0:
-            self._idle.set()
-
-    def _evict_overflow(self) -> None:
-        excess = len(self._entities) - self._cache_size
-        if excess <= 0:
-            return
-        idle = (e.entity_id for e in self._entities.values() if not e.busy)
-        for entity_id in list(itertools.islice(idle, excess)):
-            del self._entities[entity_id]
+    def _release(self, entity: Entity) -> None:
+        self._entities.release(entity)
 
     def passivate(self, idle_seconds: float, now: float | None = None) -> int:
         """Drop entities unused for ``idle_seconds``; returns how many left memory."""
-        deadline = (time.monotonic() if now is None else now) - idle_seconds
-        idle = [
-            e.entity_id for e in self._entities.values() if not e.busy and e.last_used < deadline
-        ]
-        for entity_id in idle:
-            del self._entities[entity_id]
-        return len(idle)
+        return self._entities.passivate(idle_seconds, now)
 
     def entity_ids(self) -> Sequence[str]:
         """Ids of the entities in memory, least recently used first."""
-        return list(self._entities)
+        return self._entities.ids()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from chief_of_state.v1 import writeside_pb2
-from cos.errors import ConflictError, JournalRejectedError
+from cos.errors import ConflictError, JournalRejectedError, JournalUnavailableError
 from cos.sharding import ShardInfo
 from cos.storage import EntityAppend, IdempotencyRecord, Recovered, StoredEvent
 from cos.writeside import HandlerCall
@@ -17,8 +17,16 @@ class FakeJournalStore:
     """Records append batches; can be told to refuse an entity as a conflict, or the
     way PostgreSQL refuses data it cannot store (``rejecting``)."""
 
-    def __init__(self, delay: float = 0.01) -> None:
+    def __init__(self, delay: float = 0.01, *, remember: bool = False) -> None:
         self.batches: list[list[str]] = []
+        # Every committed event as (entity id, revision), in journal order; with
+        # ``remember``, ``latest`` answers from them as the journal would.
+        self.events: list[tuple[str, int]] = []
+        self._remember = remember
+        self._newest: dict[str, Recovered] = {}
+        # One batch holding an event of one of these (entity id, revision) fails as a
+        # lost database would, once each.
+        self.unavailable_at: set[tuple[str, int]] = set()
         self.conflicting: set[str] = set()
         self.rejecting: set[str] = set()
         self._delay = delay
@@ -48,12 +56,23 @@ class FakeJournalStore:
             raise ConflictError(f"conflict in {ids}")
         if self.rejecting & set(ids):
             raise JournalRejectedError(f"the database refused {ids}")
+        written = [(item.entity_id, e.revision) for item in batch for e in item.events]
+        if lost := self.unavailable_at & set(written):
+            self.unavailable_at -= lost
+            raise JournalUnavailableError(f"the database went away writing {sorted(lost)}")
         self.batches.append(ids)
+        self.events.extend(written)
+        for item in batch:
+            if item.idempotency is not None:
+                self.keys[(item.entity_id, item.idempotency.key)] = item.idempotency
+            if item.events:
+                last = item.events[-1]
+                self._newest[item.entity_id] = Recovered(last.revision, "event", last.payload)
         self.position += sum(len(item.events) for item in batch)
         return self.position
 
     async def latest(self, entity_id: str) -> Recovered | None:
-        return None
+        return self._newest.get(entity_id) if self._remember else None
 
     async def remember(
         self, shard: int, epoch: int, entity_id: str, record: IdempotencyRecord
