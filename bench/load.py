@@ -4,7 +4,9 @@
 ``w + 2N``, ...: during warm-up it opens each of them once (``OpenAccount``), then it sends
 ``Deposit(1)`` to them in turn, one call at a time, until the window closes. So no two calls
 for one entity are ever in flight together, and the target never has to queue one entity's
-commands behind another's: what is measured is the throughput of the command path.
+commands behind another's: what is measured is the throughput of the command path. With
+fewer ``--entities`` than workers, worker ``w`` sends to entity ``w % entities`` instead, which
+it shares with others (``--entities 1``: every call to one hot entity).
 
 The measured window starts when every entity is open and ``--warmup`` seconds have passed,
 and lasts ``--duration`` seconds. A call counts if it completes inside the window: its
@@ -43,6 +45,7 @@ from chief_of_state.v1 import service_pb2, service_pb2_grpc
 
 DEPOSIT_AMOUNT = 1
 IDEMPOTENCY_KEY = "x-cos-idempotency-key"
+_WORKERS = itertools.count()  # names the workers, for their idempotency keys
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,10 @@ class LoadSettings:
     keyed: bool = False
 
     def entity_ids(self, worker: int) -> list[str]:
-        """The entities worker ``worker`` owns."""
+        """The entities worker ``worker`` sends to: its own, or with fewer entities than
+        workers, the one it shares with every ``entities``-th worker (a hot entity)."""
+        if self.entities < self.concurrency:
+            return [f"{self.id_prefix}-{worker % self.entities}"]
         owned = range(worker, self.entities, self.concurrency)
         return [f"{self.id_prefix}-{index}" for index in owned]
 
@@ -145,15 +151,18 @@ class _Worker:
         settings: LoadSettings,
         window: _Window,
         result: LoadResult,
+        opening: dict[str, asyncio.Event],
     ) -> None:
         self._stub = stub
+        self._name = f"w{next(_WORKERS)}"
         self._ids = entity_ids
         self._timeout = settings.call_timeout
         self._trace = settings.trace
-        # Unique per entity: each entity has one worker, and a worker never repeats a number.
+        # Unique per entity: a worker never repeats a number, nor uses another's name.
         self._keys = itertools.count() if settings.keyed else None
         self._window = window
         self._result = result
+        self._opening = opening
         self.opened = asyncio.Event()
 
     async def run(self) -> None:
@@ -170,11 +179,17 @@ class _Worker:
 
     async def _open_all(self) -> None:
         for entity_id in self._ids:
+            opening = self._opening.get(entity_id)
+            if opening is not None:  # shared: another worker opens it
+                await opening.wait()
+                continue
+            opening = self._opening[entity_id] = asyncio.Event()
             command = pack_command(bank_pb2.OpenAccount(owner="bench", initial_balance=0))
             code = await self._call(entity_id, command)
             self._result.balances[entity_id] = 0 if code is None else None
             if code is not None:
                 self._result.warmup_errors[code] += 1
+            opening.set()
 
     async def _deposit(self, entity_id: str, command: any_pb2.Any) -> None:
         started = time.perf_counter()
@@ -196,7 +211,9 @@ class _Worker:
     async def _call(self, entity_id: str, command: any_pb2.Any) -> str | None:
         """Sends one command; the status code name if it failed, None if it succeeded."""
         request = service_pb2.ProcessCommandRequest(entity_id=entity_id, command=command)
-        metadata = () if self._keys is None else ((IDEMPOTENCY_KEY, f"k{next(self._keys)}"),)
+        metadata = ()
+        if self._keys is not None:
+            metadata = ((IDEMPOTENCY_KEY, f"{self._name}-k{next(self._keys)}"),)
         try:
             await self._stub.ProcessCommand(request, timeout=self._timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
@@ -214,8 +231,8 @@ async def run_load(
     on_window_end: Callable[[], None] = _nothing,
 ) -> LoadResult:
     """Drives the load; calls the hooks right as the measured window opens and closes."""
-    if settings.entities < settings.concurrency:
-        raise ValueError("--entities must be at least --concurrency (one worker per entity)")
+    if settings.entities < 1:
+        raise ValueError("--entities must be at least 1")
     owned = [settings.entity_ids(w) for w in range(settings.concurrency)]
     results = await run_groups(settings, {"load": owned}, on_window_start, on_window_end)
     return results["load"]
@@ -239,8 +256,9 @@ async def run_groups(
     window = _Window()
     async with grpc.aio.insecure_channel(settings.target) as channel:
         stub = service_pb2_grpc.ChiefOfStateServiceStub(channel)
+        opening: dict[str, asyncio.Event] = {}  # entity -> opened, for shared entities
         workers = [
-            _Worker(stub, entity_ids, settings, window, results[name])
+            _Worker(stub, entity_ids, settings, window, results[name], opening)
             for name, owned in groups.items()
             for entity_ids in owned
         ]
