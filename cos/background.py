@@ -11,6 +11,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Background:
@@ -55,3 +58,17 @@ async def every(
             await step()
         except Exception:
             log.exception("%s failed", what)
+
+
+def read_ahead(work: Awaitable[T]) -> asyncio.Future[T]:
+    """Start ``work`` now, for its result to be awaited later or dropped (cancelled): a
+    read ahead. An error of one dropped after it failed is no news, and not logged as
+    "never retrieved"."""
+    future = asyncio.ensure_future(work)
+    future.add_done_callback(_retrieved)
+    return future
+
+
+def _retrieved(future: asyncio.Future[T]) -> None:
+    if not future.cancelled():
+        future.exception()

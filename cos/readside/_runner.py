@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from chief_of_state.v1 import persistence_pb2
-from cos.background import Background
+from cos.background import Background, read_ahead
 from cos.errors import shorten
 from cos.readside._config import REPLAY_ATTEMPTS, FailurePolicy, ReadSideConfig
 from cos.storage import JournalReader, Offset, OffsetStore, StoredEvent
@@ -87,6 +87,9 @@ class ReadSideRunner:
         self._failure_stored_at = float("-inf")  # monotonic time it was last stored
         self._known: Offset | None = None  # the offset row as last read or written
         self._read_at = 0.0
+        # The next batch, read while the one before is delivered: (after which position,
+        # the read).
+        self._ahead: tuple[int, asyncio.Future[list[StoredEvent]]] | None = None
         self._background = Background()
 
     def start(self) -> None:
@@ -96,6 +99,7 @@ class ReadSideRunner:
     async def stop(self) -> None:
         """Stop at once; undelivered progress is simply delivered again later."""
         await self._background.stop()
+        self._drop_ahead()
 
     def wake(self, _commit: object = None) -> None:
         """New events were committed in the shard (a commit listener: what was committed
@@ -128,9 +132,7 @@ class ReadSideRunner:
         if offset.paused or self._stopped_at == offset.position:
             await self._wait(self._control)
             return
-        events = await self._journal.read_shard(
-            self.shard, offset.position, self._timing.batch_size
-        )
+        events = await self._read(offset.position, fresh=poked)
         if not events:
             await self._wait(self._new_events, self._control)
             return
@@ -151,6 +153,32 @@ class ReadSideRunner:
             )
             # Stored, so `cos-cli readside status` shows it through any node.
             await self._offsets.set_stopped(self.config.read_side_id, self.shard, self._failure)
+
+    async def _read(self, after: int, fresh: bool) -> list[StoredEvent]:
+        """The batch of events after position ``after``: the one read ahead when it is that
+        one (and no operator acted since), else read now. A full batch has the next read
+        started, to be delivered while it comes."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == after and not fresh:
+            try:
+                events = await ahead[1]
+            except Exception:  # read again below, and fail there if it fails again
+                events = await self._journal.read_shard(self.shard, after, self._timing.batch_size)
+        else:
+            if ahead is not None:
+                ahead[1].cancel()
+            events = await self._journal.read_shard(self.shard, after, self._timing.batch_size)
+        if len(events) == self._timing.batch_size:
+            following = self._journal.read_shard(
+                self.shard, events[-1].position, self._timing.batch_size
+            )
+            self._ahead = (events[-1].position, read_ahead(following))
+        return events
+
+    def _drop_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead[1].cancel()
+            self._ahead = None
 
     async def _offset(self, reread: bool) -> Offset:
         # Operator changes always poke the runner (locally or by NOTIFY) and the

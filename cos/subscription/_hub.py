@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 
-from cos.background import Background
+from cos.background import Background, read_ahead
 from cos.errors import UnavailableError
 from cos.storage import JournalReader, StoredEvent
 from cos.subscription._start import Subscription
@@ -210,19 +210,27 @@ class SubscriptionHub:
         upto: int | None,
     ) -> AsyncIterator[StoredEvent]:
         """From the journal: the events after ``seen[shard]`` up to position ``upto``
-        (to the head for None)."""
-        while True:
+        (to the head for None), each next batch read while the one before is yielded."""
+        ahead: asyncio.Future[list[StoredEvent]] | None = None
+        try:
             events = await self._read(subscription, shard, seen[shard])
-            for event in events:
-                if upto is not None and event.position > upto:
-                    seen[shard] = upto
+            while True:
+                if len(events) == READ_BATCH and (upto is None or events[-1].position < upto):
+                    ahead = read_ahead(self._read(subscription, shard, events[-1].position))
+                for event in events:
+                    if upto is not None and event.position > upto:
+                        seen[shard] = upto
+                        return
+                    seen[shard] = event.position
+                    yield event
+                if ahead is None:
+                    if upto is not None:
+                        seen[shard] = max(seen[shard], upto)
                     return
-                seen[shard] = event.position
-                yield event
-            if len(events) < READ_BATCH:
-                if upto is not None:
-                    seen[shard] = max(seen[shard], upto)
-                return
+                events, ahead = await ahead, None
+        finally:
+            if ahead is not None:
+                ahead.cancel()
 
     async def _read(self, subscription: Subscription, shard: int, after: int) -> list[StoredEvent]:
         if subscription.entity_id is None:
