@@ -7,7 +7,8 @@ the WAL flush), keeps the state in a dict and replies with state and meta.
 
 It follows the CoS semantics the runtime keeps (empty prior state, revision 0, no-op when no
 event, several events in one statement), so the two do the same work per command. It creates
-its own table in its own schema at start: this is a bench tool, not the runtime.
+its own table in its own schema at start: this is a bench tool, not the runtime. Its event
+loop is uvloop when uvloop is installed, as the runtime's node is (Ray picks uvloop then).
 
 Run: ``python bench/floor.py --port 9100 --write-side 127.0.0.1:9200``.
 """
@@ -262,4 +263,9 @@ def _parse_args() -> FloorSettings:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(_parse_args()))
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(_parse_args()))
+    else:  # the same event loop as the runtime's node
+        uvloop.run(serve(_parse_args()))

@@ -12,7 +12,13 @@ Behaviour = Callable[[object, grpc.aio.ServicerContext], Awaitable[object]]
 
 
 class MethodInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """A server interceptor that may give a method another handler (:meth:`wrap`)."""
+    """A server interceptor that may give a method another handler (:meth:`wrap`). The
+    handler made for a method is kept, and used again while the method's own handler is
+    the same object (it is, for the life of a server): one is made per method, not per
+    call."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -24,7 +30,10 @@ class MethodInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None:
             return None
-        return self.wrap(details.method, handler)
+        made = self._made.get(details.method)
+        if made is None or made[0] is not handler:
+            made = self._made[details.method] = (handler, self.wrap(details.method, handler))
+        return made[1]
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """The handler ``method`` is served with (``handler`` itself when unchanged)."""

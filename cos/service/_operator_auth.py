@@ -81,6 +81,7 @@ class OperatorGate(MethodInterceptor):
     (or allowed certificate), PERMISSION_DENIED when no credential is configured at all."""
 
     def __init__(self, access: OperatorSettings) -> None:
+        super().__init__()
         self._access = access
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:

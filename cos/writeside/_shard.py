@@ -256,7 +256,9 @@ class Shard:
 
     @staticmethod
     async def _written(write: asyncio.Future[Committed], state: EntityState) -> EntityState:
-        await outcome(write)
+        # Only this command awaits its write this way (others wait without cancelling it),
+        # and a write cancelled with its waiter is written all the same.
+        await write
         return state
 
     @staticmethod
