@@ -7,7 +7,8 @@ revisions 1..n per account, positions gap-free per shard in the order written (a
 interleaved, revision by revision), each shard's lease at its last position, a snapshot every
 ``--snapshot-every`` revisions (0: none) and the shard count recorded. A `cos serve` with the
 same ``COS_NUM_SHARDS`` on the schema then serves the accounts and goes on from their last
-revisions. The schema is migrated first and must hold no journal yet.
+revisions. With ``--deep N``, one more account (``<prefix>-deep``) gets N events and no
+snapshot. The schema is migrated first and must hold no journal yet.
 
 Run: ``python bench/journal_fill.py --schema S --entities 1000000 --events 10000000
 [--shards 8] [--snapshot-every 100] [--prefix acct]``.
@@ -49,6 +50,11 @@ class Filler:
         self.shards = [shard_of(e, args.shards) for e in self.ids]
         base, extra = divmod(args.events, args.entities)
         self.counts = [base + (1 if i < extra else 0) for i in range(args.entities)]
+        if args.deep:  # one more account, with that many events and no snapshot
+            self.ids.append(f"{args.prefix}-deep")
+            self.shards.append(shard_of(self.ids[-1], args.shards))
+            self.counts.append(args.deep)
+        self.deep = args.deep
         self.snapshot_every = args.snapshot_every
         self.positions = [0] * args.shards
         self.when = datetime.now(timezone.utc)
@@ -57,11 +63,13 @@ class Filler:
 
     def rows(self) -> Iterator[tuple[str, tuple[object, ...]]]:
         """("journal" | "snapshot", row), revision by revision over every account."""
+        # Most events first, so each revision stops at the first account without it.
+        order = sorted(range(len(self.ids)), key=lambda i: -self.counts[i])
         for revision in range(1, max(self.counts) + 1):
-            for index, entity_id in enumerate(self.ids):
+            for index in order:
                 if self.counts[index] < revision:
-                    continue
-                yield from self._event(index, entity_id, revision)
+                    break
+                yield from self._event(index, self.ids[index], revision)
 
     def _event(
         self, index: int, entity_id: str, revision: int
@@ -91,7 +99,8 @@ class Filler:
                 wrapper.SerializeToString(),
             ),
         )
-        if self.snapshot_every and revision % self.snapshot_every == 0:
+        deep = self.deep and index == len(self.ids) - 1
+        if self.snapshot_every and revision % self.snapshot_every == 0 and not deep:
             snapshot = persistence_pb2.StateWrapper(state=wrapper.resulting_state, meta=meta)
             yield "snapshot", (entity_id, revision, self.when, snapshot.SerializeToString())
 
@@ -159,12 +168,18 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--shards", type=int, default=8, help="COS_NUM_SHARDS to serve it with")
     parser.add_argument("--snapshot-every", type=int, default=100, help="0: no snapshots")
     parser.add_argument("--prefix", default="acct", help="account ids: <prefix>-<n>")
+    parser.add_argument(
+        "--deep", type=int, default=0, help="one more account, <prefix>-deep: events, no snapshot"
+    )
     parser.add_argument("--db-host", default="127.0.0.1")
     parser.add_argument("--db-port", type=int, default=5432)
     parser.add_argument("--db-user", default="postgres")
     parser.add_argument("--db-password", default=None)
     parser.add_argument("--db-name", default="postgres")
-    args = parser.parse_args()
+    return _checked(parser, parser.parse_args())
+
+
+def _checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     if args.events < args.entities:
         parser.error("--events must be at least --entities (each account is opened)")
     return args
