@@ -1,4 +1,10 @@
-"""How cost grows with the journal: the same figures on journals of several sizes.
+"""How cost grows: throughput with more distinct accounts, and the same figures on journals
+of several sizes.
+
+For each count in ``--accounts``, a schema filled with that many opened accounts, one
+``cos serve`` on it and bench/load.py's load spread over all of them (c=64, ``--duration``
+seconds; with more accounts than the entity cache holds, most deposits find their account
+cold): throughput and p50/p99, and every deposited account read back.
 
 For each size in ``--sizes`` (events), a schema of its own filled by ``journal_fill.py``
 (accounts of ``--events-per-account`` events each, a snapshot every 100 revisions, and one
@@ -34,6 +40,7 @@ import asyncpg
 import grpc
 from catchup import READ_SIDE, _connect, _delivered, _set_paused
 from journal_fill import fill
+from load import LoadSettings, check_balances, run_load
 from processes import ServerProcess
 from readside_lag import BENCH_DIR, READER_READY
 from run import (
@@ -137,22 +144,88 @@ async def measure(
     return figures
 
 
+async def throughput(
+    settings: BenchSettings, args: argparse.Namespace, accounts: int, handler_port: int
+) -> dict[str, float]:
+    """bench/load.py's load over ``accounts`` accounts that exist already (one event each):
+    throughput and p99, and the deposits read back."""
+    schema, port = f"bench_growth_{uuid.uuid4().hex[:8]}", free_port()
+    fill_args = argparse.Namespace(
+        schema=schema,
+        entities=accounts,
+        events=accounts,
+        shards=args.shards,
+        snapshot_every=100,
+        prefix="acct",
+        deep=0,
+        db_host=settings.db_host,
+        db_port=settings.db_port,
+        db_user=settings.db_user,
+        db_password=settings.db_password,
+        db_name=settings.db_name,
+    )
+    server = runtime_process(settings, port, handler_port, schema, name=f"accounts-{accounts}")
+    target = f"127.0.0.1:{port}"
+    try:
+        await fill(fill_args)
+        server.start()
+        await wait_ready(server, target, 300.0)
+        load = LoadSettings(
+            target,
+            duration=args.duration,
+            entities=accounts,
+            id_prefix="acct",
+            opened_balance=0,
+        )
+        result = await run_load(load)
+        touched = {e: b for e, b in result.balances.items() if b}
+        matched, problems = await check_balances(target, touched)
+        if problems:
+            raise SystemExit(f"bench: deposits lost or doubled: {problems[:5]}")
+    finally:
+        server.stop()
+        await drop_schemas(settings, [schema])
+    return {
+        "cmd/s": result.throughput,
+        "p50 ms": result.percentile_ms(0.50),
+        "p99 ms": result.percentile_ms(0.99),
+        "errors": float(result.error_count),
+        "accounts used": float(matched),
+    }
+
+
+def _table(title: str, rows: dict[int, dict[str, float]]) -> None:
+    names = list(next(iter(rows.values())))
+    print(f"{title:>14}  " + "  ".join(f"{n:>13}" for n in names))
+    for size, figures in rows.items():
+        print(f"{size:>14}  " + "  ".join(f"{figures[n]:>13.1f}" for n in names))
+
+
 async def main(args: argparse.Namespace) -> None:
     settings = BenchSettings(num_shards=args.shards)
     print(f"logs in {settings.log_dir}", flush=True)
     handler, handler_port = await start_bank_handler(settings)
     rows: dict[int, dict[str, float]] = {}
+    by_accounts: dict[int, dict[str, float]] = {}
     try:
+        for accounts in args.accounts:
+            by_accounts[accounts] = await throughput(settings, args, accounts, handler_port)
+            print(f"{accounts} accounts: {by_accounts[accounts]}", flush=True)
         for size in args.sizes:
             rows[size] = await measure(settings, args, size, handler_port)
             print(f"{size} events: {rows[size]}", flush=True)
     finally:
         handler.stop(timeout=10)
-    names = list(next(iter(rows.values())))
     print()
-    print(f"{'journal events':>14}  " + "  ".join(f"{n:>13}" for n in names))
-    for size, figures in rows.items():
-        print(f"{size:>14}  " + "  ".join(f"{figures[n]:>13.1f}" for n in names))
+    if by_accounts:
+        _table("accounts", by_accounts)
+        fewest, most = by_accounts[min(by_accounts)], by_accounts[max(by_accounts)]
+        ratio = most["cmd/s"] / fewest["cmd/s"]
+        print(f"throughput, most accounts / fewest: {ratio:.2f}")
+        print()
+    if not rows:
+        return
+    _table("journal events", rows)
     if len(rows) > 1:
         smallest, largest = rows[min(rows)], rows[max(rows)]
         ratio = largest["catch-up ev/s"] / smallest["catch-up ev/s"]
@@ -163,10 +236,17 @@ def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--sizes",
-        type=lambda v: [int(s) for s in v.split(",")],
+        type=lambda v: [int(s) for s in v.split(",") if s],
         default=[1_000_000, 10_000_000],
-        help="journal sizes in events, comma-separated",
+        help="journal sizes in events, comma-separated ('' for none)",
     )
+    parser.add_argument(
+        "--accounts",
+        type=lambda v: [int(s) for s in v.split(",") if s],
+        default=[1000, 100_000, 1_000_000],
+        help="distinct accounts of the throughput runs, comma-separated ('' for none)",
+    )
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of each load")
     parser.add_argument("--shards", type=int, default=8, help="COS_NUM_SHARDS")
     parser.add_argument("--events-per-account", type=int, default=10)
     parser.add_argument("--deep", type=int, default=10_000, help="events of the deep account")

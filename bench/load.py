@@ -64,6 +64,9 @@ class LoadSettings:
     trace: bool = False
     # Send every command with a unique x-cos-idempotency-key (what a keyed command costs).
     keyed: bool = False
+    # The accounts exist already with this balance (bench/journal_fill.py made them): none
+    # is opened.
+    opened_balance: int | None = None
 
     def entity_ids(self, worker: int) -> list[str]:
         """The entities worker ``worker`` sends to: its own, or with fewer entities than
@@ -163,6 +166,7 @@ class _Worker:
         self._window = window
         self._result = result
         self._opening = opening
+        self._opened_balance = settings.opened_balance
         self.opened = asyncio.Event()
 
     async def run(self) -> None:
@@ -178,6 +182,10 @@ class _Worker:
             await self._deposit(entity_id, deposit)
 
     async def _open_all(self) -> None:
+        if self._opened_balance is not None:
+            for entity_id in self._ids:
+                self._result.balances[entity_id] = self._opened_balance
+            return
         for entity_id in self._ids:
             opening = self._opening.get(entity_id)
             if opening is not None:  # shared: another worker opens it
