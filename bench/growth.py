@@ -84,25 +84,37 @@ async def _catch_up(db: asyncpg.Connection, behind: int, shards: int) -> float:
     return (heads - start) / (time.perf_counter() - began)
 
 
-async def measure(
-    settings: BenchSettings, args: argparse.Namespace, size: int, handler_port: int
-) -> dict[str, float]:
-    schema = f"bench_growth_{uuid.uuid4().hex[:8]}"
-    accounts = max(1, size // args.events_per_account)
-    fill_args = argparse.Namespace(
+def _filling(
+    settings: BenchSettings,
+    args: argparse.Namespace,
+    schema: str,
+    accounts: int,
+    events: int,
+    deep: int,
+) -> argparse.Namespace:
+    """journal_fill.py's arguments: ``accounts`` accounts, ``events`` events in all."""
+    return argparse.Namespace(
         schema=schema,
         entities=accounts,
-        events=size,
+        events=events,
         shards=args.shards,
         snapshot_every=100,
         prefix="acct",
-        deep=args.deep,
+        deep=deep,
         db_host=settings.db_host,
         db_port=settings.db_port,
         db_user=settings.db_user,
         db_password=settings.db_password,
         db_name=settings.db_name,
     )
+
+
+async def measure(
+    settings: BenchSettings, args: argparse.Namespace, size: int, handler_port: int
+) -> dict[str, float]:
+    schema = f"bench_growth_{uuid.uuid4().hex[:8]}"
+    accounts = max(1, size // args.events_per_account)
+    fill_args = _filling(settings, args, schema, accounts, size, args.deep)
     reader_port, port = free_port(), free_port()
     reader_argv = [sys.executable, str(BENCH_DIR / "lag_reader.py"), "--port", str(reader_port)]
     reader = ServerProcess(
@@ -150,20 +162,7 @@ async def throughput(
     """bench/load.py's load over ``accounts`` accounts that exist already (one event each):
     throughput and p99, and the deposits read back."""
     schema, port = f"bench_growth_{uuid.uuid4().hex[:8]}", free_port()
-    fill_args = argparse.Namespace(
-        schema=schema,
-        entities=accounts,
-        events=accounts,
-        shards=args.shards,
-        snapshot_every=100,
-        prefix="acct",
-        deep=0,
-        db_host=settings.db_host,
-        db_port=settings.db_port,
-        db_user=settings.db_user,
-        db_password=settings.db_password,
-        db_name=settings.db_name,
-    )
+    fill_args = _filling(settings, args, schema, accounts, accounts, 0)
     server = runtime_process(settings, port, handler_port, schema, name=f"accounts-{accounts}")
     target = f"127.0.0.1:{port}"
     try:
